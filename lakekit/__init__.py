@@ -1,0 +1,20 @@
+"""lakekit: get data into a lakehouse fast and keep it trustworthy.
+
+Examples
+--------
+>>> import lakekit as lk
+>>> table = lk.load("data/events/", columns=["user_id", "ts"])  # doctest: +SKIP
+"""
+
+from lakekit import errors
+from lakekit.load.dataset import Dataset, dataset, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "__version__",
+    "dataset",
+    "errors",
+    "load",
+]

@@ -1,0 +1,91 @@
+"""Errors raised by lakekit.
+
+Every error a user sees is a :class:`LakekitError`. Messages say what happened, where
+(path, line, topic/partition/offset) and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRecordError",
+    "BadRecordsWarning",
+    "CommitConflictError",
+    "ConfigError",
+    "FormatError",
+    "LakekitError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "QualityError",
+    "SchemaMismatchError",
+    "StorageError",
+    "TableError",
+    "VersionNotFoundError",
+]
+
+
+class LakekitError(Exception):
+    """Base class of every error raised by lakekit."""
+
+
+class ConfigError(LakekitError, ValueError):
+    """An argument, option or configuration value is invalid."""
+
+
+class MissingDependencyError(LakekitError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class StorageError(LakekitError, OSError):
+    """Storage could not be reached or answered with an error (after retries)."""
+
+
+class NotFoundError(StorageError, FileNotFoundError):
+    """A path, table or object does not exist."""
+
+
+class FormatError(LakekitError, ValueError):
+    """A file is not of the expected format, or is corrupt or truncated."""
+
+
+class BadRecordError(FormatError):
+    """A record (a JSONL line, a Kafka message) could not be parsed or converted."""
+
+
+class SchemaMismatchError(LakekitError, TypeError):
+    """Schemas of two inputs (files, a table and new data) cannot be reconciled."""
+
+
+class TableError(LakekitError):
+    """An operation on a versioned table failed."""
+
+
+class VersionNotFoundError(TableError, LookupError):
+    """A table version, tag or timestamp does not resolve to a readable version."""
+
+
+class CommitConflictError(TableError):
+    """A commit conflicted with a concurrent writer and could not be retried safely."""
+
+
+class QualityError(LakekitError):
+    """A quality check failed; ``report`` holds the full :class:`QualityReport`."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class BadRecordsWarning(UserWarning):
+    """Records were skipped (``on_bad_lines="skip"``); the message gives the count and first location."""
+
+
+def missing_extra(package: str, extra: str) -> MissingDependencyError:
+    """Build the error for a missing optional dependency.
+
+    Examples
+    --------
+    >>> raise missing_extra("s3fs", "s3")  # doctest: +SKIP
+    """
+    return MissingDependencyError(
+        f"{package} is required for this feature; install it with: pip install 'lakekit[{extra}]'"
+    )

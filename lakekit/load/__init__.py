@@ -1,0 +1,1 @@
+"""The loaders: shard discovery, schema unification, pruning, pushdown, parallel reads."""

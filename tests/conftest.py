@@ -1,0 +1,31 @@
+"""Shared fixtures: real local servers (moto S3), started once per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from lakekit.local_servers import S3Server, moto_s3_server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real moto S3 server on 127.0.0.1, on a free port."""
+    with moto_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on the moto server; returns its name."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_options(s3_server: S3Server) -> dict[str, object]:
+    """storage_options reaching the moto server."""
+    return s3_server.storage_options
