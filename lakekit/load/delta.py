@@ -1,0 +1,75 @@
+"""Delta tables as loader sources: the files of one version, with their partition values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from lakekit.errors import NotFoundError, VersionNotFoundError, missing_extra
+from lakekit.load.discover import FileEntry
+from lakekit.storage import Location
+
+__all__ = ["DeltaSnapshot", "is_delta_table", "snapshot"]
+
+
+@dataclass(frozen=True)
+class DeltaSnapshot:
+    """The files and schema of one version of a Delta table."""
+
+    version: int
+    schema: pa.Schema
+    partition_columns: tuple[str, ...]
+    entries: tuple[FileEntry, ...]
+    num_rows: int | None
+
+
+def is_delta_table(location: Location) -> bool:
+    """True when ``location`` holds a ``_delta_log`` directory."""
+    try:
+        return bool(location.fs.isdir(location.path.rstrip("/") + "/_delta_log"))
+    except (OSError, ValueError):
+        return False
+
+
+def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
+    """Read a Delta table's log at ``version`` (latest by default)."""
+    try:
+        import deltalake
+        from deltalake.exceptions import TableNotFoundError
+    except ImportError:
+        raise missing_extra("deltalake", "delta") from None
+    uri = location.delta_uri()
+    try:
+        dt = deltalake.DeltaTable(
+            uri, version=version, storage_options=location.delta_storage_options() or None
+        )
+    except TableNotFoundError:
+        raise NotFoundError(f"{location.url}: no Delta table here") from None
+    except Exception as exc:  # deltalake raises generic errors for missing versions
+        text = location.redact(str(exc))
+        if version is not None and ("version" in text.lower() or "not found" in text.lower()):
+            raise VersionNotFoundError(
+                f"{location.url}: version {version} cannot be read ({text.splitlines()[0]}); "
+                "it may not exist or its files were removed by vacuum"
+            ) from None
+        raise
+    schema = pa.schema(dt.schema().to_arrow())
+    partition_columns = tuple(dt.metadata().partition_columns)
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    root = location.path.rstrip("/")
+    rows = actions.to_pylist()
+    rows.sort(key=lambda r: (r["modification_time"], r["path"]))
+    entries = []
+    total: int | None = 0
+    for r in rows:
+        rel = r["path"]
+        path = rel if "://" in rel else f"{root}/{unquote(rel)}"
+        if "://" in path:
+            path = location.fs._strip_protocol(path)
+        part = tuple((c, r.get(f"partition.{c}")) for c in partition_columns)
+        entries.append(FileEntry(path, int(r["size_bytes"]), part))
+        n = r.get("num_records")
+        total = None if total is None or n is None else total + int(n)
+    return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total)
