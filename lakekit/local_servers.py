@@ -171,7 +171,9 @@ def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -
             time.sleep(0.1)
         finally:
             admin.close()
-    raise StorageError(f"the local Kafka broker did not answer at {bootstrap} within {timeout:.0f}s")
+    raise StorageError(
+        f"the local Kafka broker did not answer at {bootstrap} within {timeout:.0f}s"
+    )
 
 
 @contextlib.contextmanager
