@@ -55,7 +55,8 @@ class S3Server:
             ) from None
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)  # type: ignore[arg-type]
         if not fs.exists(name):
-            fs.mkdir(name)
+            # no LocationConstraint: S3 (and moto) reject one naming us-east-1
+            fs.call_s3("create_bucket", Bucket=name)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
