@@ -23,7 +23,9 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"lakekit: --storage-option expects KEY=VALUE, got {pair.split('=')[0]!r}")
+            raise SystemExit(
+                f"lakekit: --storage-option expects KEY=VALUE, got {pair.split('=')[0]!r}"
+            )
         out[key] = value
     return out
 
@@ -37,7 +39,7 @@ def _add_storage_option(p: argparse.ArgumentParser) -> None:
 
 # --- demo -------------------------------------------------------------------------------
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the end-to-end quickstart on embedded defaults")
     p.add_argument("--dir", default=None, help="where to leave the lake (default: ./lakekit-demo)")
     p.set_defaults(handler=_cmd_demo)
@@ -51,7 +53,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # --- loaders ----------------------------------------------------------------------------
 
-def _add_loaders(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_loaders(sub: argparse._SubParsersAction) -> None:
     head = sub.add_parser("head", help="print the first rows of a dataset")
     head.add_argument("source")
     head.add_argument("-n", type=int, default=10, help="number of rows (default 10)")

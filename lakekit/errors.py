@@ -76,7 +76,10 @@ class QualityError(LakekitError):
 
 
 class BadRecordsWarning(UserWarning):
-    """Records were skipped (``on_bad_lines="skip"``); the message gives the count and first location."""
+    """Records were skipped (``on_bad_lines="skip"``).
+
+    The message gives the count and the first location.
+    """
 
 
 def missing_extra(package: str, extra: str) -> MissingDependencyError:

@@ -53,7 +53,7 @@ class S3Server:
             raise MissingDependencyError(
                 "s3fs is required; install it with: pip install 'lakekit[s3]'"
             ) from None
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)  # type: ignore[arg-type]
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)
         if not fs.exists(name):
             # no LocationConstraint: S3 (and moto) reject one naming us-east-1
             fs.call_s3("create_bucket", Bucket=name)

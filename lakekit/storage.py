@@ -32,9 +32,10 @@ __all__ = [
 T = TypeVar("T")
 
 # Protocols whose packages are lakekit extras, so a missing one names the extra.
-_EXTRA_FOR_PROTOCOL = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"),
-                       "gcs": ("gcsfs", "gcs"), "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"),
-                       "abfss": ("adlfs", "azure")}
+_EXTRA_FOR_PROTOCOL = {
+    "s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"),
+}
 
 # deltalake (object_store) keys <-> s3fs keys.
 _DELTA_TO_S3FS = {

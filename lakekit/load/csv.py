@@ -65,7 +65,6 @@ def read_csv_batches(
                 stream, read_options=pacsv.ReadOptions(block_size=block_size),
                 parse_options=_parse_options(path), convert_options=convert,
             )
-            for batch in reader:
-                yield batch
+            yield from reader
         except pa.ArrowInvalid as exc:
             raise BadRecordError(f"{url}: {exc}") from None

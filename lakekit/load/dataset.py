@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
@@ -283,9 +283,11 @@ class Dataset:
 
     def _pexpr(self, entry: FileEntry) -> pc.Expression | None:
         if entry.path not in self._pexprs:
-            self._pexprs[entry.path] = partition_expression(
-                entry.partition, self._partition_fields
-            ) if entry.partition else None
+            self._pexprs[entry.path] = (
+                partition_expression(entry.partition, self._partition_fields)
+                if entry.partition
+                else None
+            )
         return self._pexprs[entry.path]
 
     def _selected(self, expr: pc.Expression | None) -> list[FileEntry]:
@@ -296,8 +298,11 @@ class Dataset:
         true = pc.scalar(True)
         parts = [self._pexpr(e) for e in self._entries]
         probe = pads.FileSystemDataset.from_paths(
-            [e.path for e in self._entries], schema=schema, format=pads.ParquetFileFormat(),
-            filesystem=pa.fs.LocalFileSystem(), partitions=[p if p is not None else true for p in parts],
+            [e.path for e in self._entries],
+            schema=schema,
+            format=pads.ParquetFileFormat(),
+            filesystem=pa.fs.LocalFileSystem(),
+            partitions=[p if p is not None else true for p in parts],
         )
         try:
             keep = {f.path for f in probe.get_fragments(filter=expr)}
@@ -315,7 +320,7 @@ class Dataset:
         n_rows: int | None,
         *,
         streaming: bool = False,
-    ) -> Iterator[pa.Table]:
+    ) -> Generator[pa.Table, None, None]:
         expr = to_expression(filter)
         schema = self.schema
         if expr is not None:
@@ -324,16 +329,20 @@ class Dataset:
         entries = self._selected(expr)
         n_workers = self._workers(workers)
         bar = Progress(
-            total_bytes=sum(e.size or 0 for e in entries), total_files=len(entries),
-            desc=f"lakekit {self._format}", enabled=progress,
+            total_bytes=sum(e.size or 0 for e in entries),
+            total_files=len(entries),
+            desc=f"lakekit {self._format}",
+            enabled=progress,
         )
         with bar:
             if self._parquet is not None:
-                tables = self._parquet_tables(entries, columns, needed, expr, n_workers, budget,
-                                              n_rows, bar)
+                tables = self._parquet_tables(
+                    entries, columns, needed, expr, n_workers, budget, n_rows, bar
+                )
             else:
-                tables = self._text_tables(entries, columns, needed, expr,
-                                           1 if streaming else n_workers, n_rows, bar)
+                tables = self._text_tables(
+                    entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar
+                )
             try:
                 yield from tables
             finally:
@@ -397,9 +406,16 @@ class Dataset:
 
         def batches(entry: FileEntry) -> Iterator[pa.Table]:
             url = self._location.url_of(entry.path)
-            for batch in _read_text(self._format, self._location.fs, entry.path, url=url,
-                                    schema=file_schema, columns=file_cols,
-                                    on_bad_lines=self._on_bad_lines, tally=tally):
+            for batch in _read_text(
+                self._format,
+                self._location.fs,
+                entry.path,
+                url=url,
+                schema=file_schema,
+                columns=file_cols,
+                on_bad_lines=self._on_bad_lines,
+                tally=tally,
+            ):
                 yield self._finish(pa.Table.from_batches([batch]), entry, needed, columns, expr)
 
         def whole(entry: FileEntry) -> pa.Table:
@@ -411,8 +427,9 @@ class Dataset:
         try:
             if workers > 1 and len(entries) > 1:
                 window = 1 if n_rows is not None else None
-                yield from ordered_map(whole, entries, workers=workers if window is None else 1,
-                                       window=window)
+                yield from ordered_map(
+                    whole, entries, workers=workers if window is None else 1, window=window
+                )
             else:
                 for entry in entries:
                     yield from batches(entry)
@@ -456,6 +473,7 @@ class Dataset:
 
             schemas = list(ordered_map(one, self._entries, workers=workers))
         else:
+
             def text(e: FileEntry) -> tuple[str, pa.Schema]:
                 url = self._location.url_of(e.path)
                 return url, _infer_text(self._format, self._location.fs, e.path, url=url)
@@ -480,7 +498,8 @@ def _validate_filter(expr: pc.Expression, schema: pa.Schema) -> None:
         schema.empty_table().filter(expr)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError) as exc:
         raise ConfigError(
-            f"invalid filter {expr}: {str(exc).splitlines()[0]} (columns: {', '.join(schema.names)})"
+            f"invalid filter {expr}: {str(exc).splitlines()[0]} "
+            f"(columns: {', '.join(schema.names)})"
         ) from None
 
 
@@ -503,22 +522,35 @@ def _new_tally(fmt: str) -> Any:
 
 
 def _read_text(
-    fmt: str, fs: Any, path: str, *, url: str, schema: pa.Schema, columns: list[str],
-    on_bad_lines: str, tally: Any,
+    fmt: str,
+    fs: Any,
+    path: str,
+    *,
+    url: str,
+    schema: pa.Schema,
+    columns: list[str],
+    on_bad_lines: str,
+    tally: Any,
 ) -> Iterator[pa.RecordBatch]:
     if fmt == "jsonl":
         from lakekit.load.jsonl import compression_of, read_jsonl_batches
 
         return read_jsonl_batches(
-            fs, path, url=url, compression=compression_of(path), schema=schema,
-            columns=columns, on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
+            fs,
+            path,
+            url=url,
+            compression=compression_of(path),
+            schema=schema,
+            columns=columns,
+            on_bad_lines=on_bad_lines,
             tally=tally,
         )
     from lakekit.load.csv import read_csv_batches
     from lakekit.load.jsonl import compression_of
 
-    return read_csv_batches(fs, path, url=url, compression=compression_of(path), schema=schema,
-                            columns=columns)
+    return read_csv_batches(
+        fs, path, url=url, compression=compression_of(path), schema=schema, columns=columns
+    )
 
 
 def _infer_text(fmt: str, fs: Any, path: str, *, url: str) -> pa.Schema:
@@ -536,8 +568,10 @@ def _infer_text(fmt: str, fs: Any, path: str, *, url: str) -> pa.Schema:
 def _as_list(source: Any) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         return [os.fspath(source)]
-    if isinstance(source, Sequence) and source and all(
-        isinstance(s, (str, os.PathLike)) for s in source
+    if (
+        isinstance(source, Sequence)
+        and source
+        and all(isinstance(s, (str, os.PathLike)) for s in source)
     ):
         return [os.fspath(s) for s in source]
     raise ConfigError(
@@ -603,8 +637,13 @@ def dataset(
         snap = delta_source.snapshot(first, version)
         parts = pa.schema([snap.schema.field(c) for c in snap.partition_columns])
         return Dataset(
-            first, snap.entries, format="delta", schema=schema or snap.schema,
-            partition_fields=parts, version=snap.version, num_rows=snap.num_rows,
+            first,
+            snap.entries,
+            format="delta",
+            schema=schema or snap.schema,
+            partition_fields=parts,
+            version=snap.version,
+            num_rows=snap.num_rows,
         )
     if version is not None:
         raise ConfigError("version= applies to Delta tables only")
@@ -612,7 +651,11 @@ def dataset(
     fmt: Format = format or check_formats(entries, first)  # type: ignore[assignment]
     parts = partition_schema([e.partition for e in entries]) if partitioning else pa.schema([])
     return Dataset(
-        first, entries, format=fmt, schema=schema, partition_fields=parts,
+        first,
+        entries,
+        format=fmt,
+        schema=schema,
+        partition_fields=parts,
         on_bad_lines=on_bad_lines,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lakekit.errors import ConfigError, NotFoundError
 from lakekit.storage import Location, retry_call
@@ -89,42 +90,17 @@ def discover(
     from each source are ordered naturally; sources keep the order they were given in.
     A missing path raises :class:`NotFoundError`.
     """
-    fs = location.fs
+    from lakekit.load.pipeline import ordered_map
+    from lakekit.storage import default_workers
+
+    groups = ordered_map(
+        lambda s: _expand(location, s, partitioning),
+        sources,
+        workers=min(len(sources), default_workers(location)),
+    )
     entries: list[FileEntry] = []
     seen: set[str] = set()
-    for source in sources:
-        what = location.url_of(source)
-        if _has_magic(source):
-            found = retry_call(lambda s=source: fs.glob(s, detail=True), what=what)
-            base = _glob_base(source)
-            infos = {}
-            for p, info in found.items():
-                if info.get("type") == "directory":
-                    sub = retry_call(lambda p=p: fs.find(p, detail=True), what=location.url_of(p))
-                    infos.update(sub)
-                else:
-                    infos[p] = info
-            if not infos:
-                raise NotFoundError(f"{what}: no files match this pattern")
-        else:
-            info = retry_call(lambda s=source: fs.info(s), what=what)
-            if info.get("type") == "directory":
-                infos = retry_call(lambda s=source: fs.find(s, detail=True), what=what)
-                base = source
-            else:
-                infos = {source: info}
-                base = source.rsplit("/", 1)[0] if "/" in source else ""
-        files = []
-        for p, info in infos.items():
-            if info.get("type") == "directory":
-                continue
-            relative = _relative(p, base)
-            if _is_hidden(relative) or relative.endswith((".crc", ".tmp")):
-                continue
-            part_dir = relative.rsplit("/", 1)[0] if "/" in relative else ""
-            partition = _partition_of(part_dir) if partitioning == "hive" else ()
-            files.append(FileEntry(_norm(p, fs), info.get("size"), partition))
-        files.sort(key=lambda e: natural_key(_relative(e.path, base)))
+    for files in groups:
         for e in files:
             if e.path not in seen:
                 seen.add(e.path)
@@ -135,6 +111,48 @@ def discover(
             "(hidden and underscore files are ignored)"
         )
     return entries
+
+
+def _expand(location: Location, source: str, partitioning: str | None) -> list[FileEntry]:
+    """The data files of one source, in natural order."""
+    fs = location.fs
+    what = location.url_of(source)
+    if _has_magic(source):
+        found: dict[str, Any] = retry_call(lambda: fs.glob(source, detail=True), what=what)
+        base = _glob_base(source)
+        infos: dict[str, Any] = {}
+        for p, info in found.items():
+            if info.get("type") == "directory":
+                infos.update(_find(fs, p, location.url_of(p)))
+            else:
+                infos[p] = info
+        if not infos:
+            raise NotFoundError(f"{what}: no files match this pattern")
+    else:
+        top: dict[str, Any] = retry_call(lambda: fs.info(source), what=what)
+        if top.get("type") == "directory":
+            infos = _find(fs, source, what)
+            base = source
+        else:
+            infos = {source: top}
+            base = source.rsplit("/", 1)[0] if "/" in source else ""
+    files = []
+    for p, info in infos.items():
+        if info.get("type") == "directory":
+            continue
+        relative = _relative(p, base)
+        if _is_hidden(relative) or relative.endswith((".crc", ".tmp")):
+            continue
+        part_dir = relative.rsplit("/", 1)[0] if "/" in relative else ""
+        partition = _partition_of(part_dir) if partitioning == "hive" else ()
+        files.append(FileEntry(_norm(p, fs), info.get("size"), partition))
+    files.sort(key=lambda e: natural_key(_relative(e.path, base)))
+    return files
+
+
+def _find(fs: Any, path: str, what: str) -> dict[str, Any]:
+    found: dict[str, Any] = retry_call(lambda: fs.find(path, detail=True), what=what)
+    return found
 
 
 def _norm(path: str, fs: object) -> str:

@@ -14,7 +14,7 @@ from lakekit.errors import ConfigError
 
 __all__ = ["Filter", "partition_expression", "partition_schema", "to_expression"]
 
-Filter = Union[pc.Expression, Sequence[Any], None]
+Filter = Union[pc.Expression, Sequence[Any], None]  # noqa: UP007 (a runtime alias on 3.10)
 
 _INT = re.compile(r"^-?\d{1,18}$")
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -39,7 +39,7 @@ def to_expression(filter: Filter) -> pc.Expression | None:
         if not filter:
             return None
         try:
-            return pq.filters_to_expression(list(filter))  # type: ignore[arg-type]
+            return pq.filters_to_expression(list(filter))
         except (TypeError, ValueError, NotImplementedError) as exc:
             raise ConfigError(
                 f"invalid filter {filter!r}: {exc}; expected [('col', op, value), ...] or a "

@@ -10,6 +10,7 @@ does the planning work (row-group statistics, partition values, schema evolution
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,10 +31,10 @@ from lakekit.storage import Location, retry_call
 __all__ = ["FilePlan", "ParquetFiles", "ReadUnit", "SparseFile", "filter_columns"]
 
 FOOTER_GUESS = 64 << 10
-HOLE_MIN = 16 << 10          # always merge ranges closer than this
-HOLE_RATIO = 0.1             # ... or when the gap is under 10% of the merged bytes
-MAX_REQUEST = 64 << 20       # largest single merged request
-UNIT_BYTES = 64 << 20        # decoded bytes per read unit (a group of row groups)
+HOLE_MIN = 16 << 10  # always merge ranges closer than this
+HOLE_RATIO = 0.1  # ... or when the gap is under 10% of the merged bytes
+MAX_REQUEST = 64 << 20  # largest single merged request
+UNIT_BYTES = 64 << 20  # decoded bytes per read unit (a group of row groups)
 
 
 class SparseFile:
@@ -150,7 +151,9 @@ class SparseFile:
         """Drop the cached ranges that start at one of ``ranges``' starts."""
         drop = {start for start, _ in ranges}
         with self._lock:
-            keep = [(s, c) for s, c in zip(self._starts, self._chunks, strict=True) if s not in drop]
+            keep = [
+                (s, c) for s, c in zip(self._starts, self._chunks, strict=True) if s not in drop
+            ]
             self._starts = [s for s, _ in keep]
             self._chunks = [c for _, c in keep]
 
@@ -159,29 +162,44 @@ class SparseFile:
             return sum(len(c) for c in self._chunks)
 
 
-def fetch_ranges(
-    fs: Any, path: str, ranges: Sequence[tuple[int, int]], *, url: str
-) -> list[bytes]:
+def fetch_ranges(fs: Any, path: str, ranges: Sequence[tuple[int, int]], *, url: str) -> list[bytes]:
     """Fetch byte ranges of one object concurrently (async filesystems) or in a small pool."""
     if not ranges:
         return []
     if len(ranges) == 1:
-        (start, end), = ranges
+        ((start, end),) = ranges
         return [retry_call(lambda: fs.cat_file(path, start=start, end=end), what=url)]
     if getattr(fs, "async_impl", False):
+
         def batch() -> list[bytes]:
             out = fs.cat_ranges(
-                [path] * len(ranges), [r[0] for r in ranges], [r[1] for r in ranges],
+                [path] * len(ranges),
+                [r[0] for r in ranges],
+                [r[1] for r in ranges],
                 on_error="raise",
             )
             return list(out)
 
         return retry_call(batch, what=url)
-    with ThreadPoolExecutor(max_workers=min(8, len(ranges))) as pool:
-        return list(pool.map(
+    return list(
+        _io_pool().map(
             lambda r: retry_call(lambda: fs.cat_file(path, start=r[0], end=r[1]), what=url),
             ranges,
-        ))
+        )
+    )
+
+
+_IO_POOL: ThreadPoolExecutor | None = None
+_IO_POOL_LOCK = threading.Lock()
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    """A shared pool for leaf range requests on synchronous filesystems (never nested)."""
+    global _IO_POOL
+    with _IO_POOL_LOCK:
+        if _IO_POOL is None:
+            _IO_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lakekit-io")
+        return _IO_POOL
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -252,9 +270,9 @@ class ReadUnit:
     plan: FilePlan
     row_groups: list[int]
     ranges: list[tuple[int, int]]
-    cost: int           # estimated decoded bytes
+    cost: int  # estimated decoded bytes
     rows: int
-    last: bool          # last unit of its file
+    last: bool  # last unit of its file
 
 
 class ParquetFiles:
@@ -273,7 +291,11 @@ class ParquetFiles:
         self._lock = threading.Lock()
 
     def open(
-        self, entry: FileEntry, partition_expression: pc.Expression | None, *, keep_tail: bool = True
+        self,
+        entry: FileEntry,
+        partition_expression: pc.Expression | None,
+        *,
+        keep_tail: bool = True,
     ) -> FilePlan:
         """Read the footer of ``entry`` (one request when remote) and make its fragment.
 
@@ -293,14 +315,18 @@ class ParquetFiles:
             sparse = SparseFile(self.location.fs, entry.path, size, url)
             tail = min(size, FOOTER_GUESS)
             if tail:
-                sparse.add([(size - tail, size)], fetch_ranges(
-                    self.location.fs, entry.path, [(size - tail, size)], url=url))
+                sparse.add(
+                    [(size - tail, size)],
+                    fetch_ranges(self.location.fs, entry.path, [(size - tail, size)], url=url),
+                )
                 sparse.requests += 1
             self._handler.files[entry.path] = sparse
         try:
             fragment = self.format.make_fragment(
-                entry.path, filesystem=self.pa_fs,
-                partition_expression=partition_expression, file_size=size,
+                entry.path,
+                filesystem=self.pa_fs,
+                partition_expression=partition_expression,
+                file_size=size,
             )
             fragment.ensure_complete_metadata()
         except (pa.ArrowInvalid, OSError) as exc:
@@ -311,7 +337,7 @@ class ParquetFiles:
                 "expected a complete parquet file (is it truncated or of another format?)"
             ) from None
         if sparse is not None and not keep_tail:
-            sparse.evict([(size - min(size or 0, FOOTER_GUESS), size)])  # type: ignore[operator]
+            sparse.evict([(sparse.size() - min(sparse.size(), FOOTER_GUESS), sparse.size())])
         plan = FilePlan(entry, fragment, sparse)
         with self._lock:
             self._plans[entry.path] = plan
@@ -329,15 +355,14 @@ class ParquetFiles:
         """Split a file into read units over the row groups the filter may match."""
         fragment = plan.fragment
         if filter is not None:
-            try:
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 fragment = fragment.subset(filter=filter, schema=schema)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
         row_groups = [rg.id for rg in fragment.row_groups]
         md = plan.metadata
         wanted = set(columns)
         leaf_idx = [
-            j for j in range(md.num_columns)
+            j
+            for j in range(md.num_columns)
             if _top_name(md.schema.column(j).path, wanted) is not None
         ]
         units: list[ReadUnit] = []
@@ -393,7 +418,10 @@ class ParquetFiles:
             fragment = plan.fragment.subset(row_group_ids=unit.row_groups)
             try:
                 return fragment.to_table(
-                    schema=schema, columns=list(columns), filter=filter, use_threads=use_threads,
+                    schema=schema,
+                    columns=list(columns),
+                    filter=filter,
+                    use_threads=use_threads,
                 )
             except pa.ArrowInvalid as exc:
                 raise FormatError(f"{url}: cannot decode ({_first_line(exc)})") from None

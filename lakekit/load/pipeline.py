@@ -6,7 +6,7 @@ what has not started.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ def ordered_map(
     window: int | None = None,
     cost: Callable[[T], int] | None = None,
     budget: int | None = None,
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """Apply ``fn`` to ``items`` on a thread pool, yielding results in input order.
 
     At most ``window`` tasks (default ``2 * workers``) are submitted ahead of the
