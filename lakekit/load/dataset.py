@@ -63,6 +63,7 @@ class Dataset:
         version: int | None = None,
         num_rows: int | None = None,
         on_bad_lines: Literal["error", "skip"] = "error",
+        engine: Any = None,
     ) -> None:
         self._location = location
         self._entries = list(entries)
@@ -75,6 +76,8 @@ class Dataset:
         self._on_bad_lines = on_bad_lines
         self._parquet = ParquetFiles(location) if format in ("parquet", "delta") else None
         self._pexprs: dict[str, pc.Expression | None] = {}
+        # Delta tables with deletion vectors or column mapping are read through deltalake.
+        self._engine = engine
 
     # -- what it is --------------------------------------------------------------------------
     @property
@@ -129,9 +132,10 @@ class Dataset:
     def count_rows(self, filter: Filter = None) -> int:
         """The number of rows (matching ``filter``), from metadata where possible."""
         expr = to_expression(filter)
-        if expr is None and self._format == "delta" and self._num_rows is not None:
+        exact = self._engine is None  # with deletion vectors, numRecords over-counts
+        if expr is None and self._format == "delta" and self._num_rows is not None and exact:
             return self._num_rows
-        if expr is None and self._parquet is not None:
+        if expr is None and self._parquet is not None and self._engine is None:
             pf = self._parquet
 
             def rows(e: FileEntry) -> int:
@@ -335,7 +339,9 @@ class Dataset:
             enabled=progress,
         )
         with bar:
-            if self._parquet is not None:
+            if self._engine is not None:
+                tables: Iterator[pa.Table] = self._engine_tables(columns, needed, expr)
+            elif self._parquet is not None:
                 tables = self._parquet_tables(
                     entries, columns, needed, expr, n_workers, budget, n_rows, bar
                 )
@@ -349,6 +355,18 @@ class Dataset:
                 close = getattr(tables, "close", None)
                 if close:
                     close()
+
+    def _engine_tables(
+        self, columns: list[str], needed: list[str], expr: pc.Expression | None
+    ) -> Iterator[pa.Table]:
+        schema = self.schema
+        for batch in delta_source.scan(self._engine, needed):
+            table = pa.Table.from_batches([batch]).cast(
+                pa.schema([schema.field(c) for c in batch.schema.names])
+            )
+            if expr is not None:
+                table = table.filter(expr)
+            yield table.select(columns)
 
     def _parquet_tables(
         self,
@@ -644,6 +662,7 @@ def dataset(
             partition_fields=parts,
             version=snap.version,
             num_rows=snap.num_rows,
+            engine=snap.engine,
         )
     if version is not None:
         raise ConfigError("version= applies to Delta tables only")

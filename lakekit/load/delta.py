@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -23,6 +25,11 @@ class DeltaSnapshot:
     partition_columns: tuple[str, ...]
     entries: tuple[FileEntry, ...]
     num_rows: int | None
+    engine: Any = None  # a DeltaTable to read through, when the files alone are not the data
+
+
+# Reader features under which a data file alone does not give the table's rows.
+_ENGINE_FEATURES = {"deletionVectors", "columnMapping"}
 
 
 def is_delta_table(location: Location) -> bool:
@@ -72,4 +79,13 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         entries.append(FileEntry(path, int(r["size_bytes"]), part))
         n = r.get("num_records")
         total = None if total is None or n is None else total + int(n)
-    return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total)
+    features = set(dt.protocol().reader_features or ())
+    engine = dt if features & _ENGINE_FEATURES else None
+    return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total, engine)
+
+
+def scan(table: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Stream a table through deltalake's own engine (deletion vectors, column mapping)."""
+    reader = pa.RecordBatchReader.from_stream(table.scan(columns=columns))
+    yield from reader
+

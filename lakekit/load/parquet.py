@@ -417,12 +417,20 @@ class ParquetFiles:
                     sparse.requests += len(fetched)
             fragment = plan.fragment.subset(row_group_ids=unit.row_groups)
             try:
-                return fragment.to_table(
-                    schema=schema,
-                    columns=list(columns),
-                    filter=filter,
-                    use_threads=use_threads,
-                )
+                try:
+                    return fragment.to_table(
+                        schema=schema, columns=list(columns), filter=filter,
+                        use_threads=use_threads,
+                    )
+                except pa.ArrowNotImplementedError:
+                    if filter is None:
+                        raise
+                    # The file's physical types differ from the dataset's (string_view in
+                    # files written by delta-rs): filter after the cast to the dataset schema.
+                    table = fragment.to_table(
+                        schema=schema, columns=list(columns), use_threads=use_threads
+                    )
+                    return table.filter(filter)
             except pa.ArrowInvalid as exc:
                 raise FormatError(f"{url}: cannot decode ({_first_line(exc)})") from None
         finally:
