@@ -8,12 +8,17 @@ Examples
 
 from lakekit import errors
 from lakekit.load.dataset import Dataset, dataset, load
+from lakekit.quality import Freshness, QualityReport, Volume, check
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Dataset",
+    "Freshness",
+    "QualityReport",
+    "Volume",
     "__version__",
+    "check",
     "dataset",
     "errors",
     "load",

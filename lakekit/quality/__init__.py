@@ -1,0 +1,24 @@
+"""Quality checks: pandera schemas, metadata-fast freshness and volume, one verdict.
+
+Examples
+--------
+>>> import lakekit as lk
+>>> report = lk.check("lake/events", "events",                           # doctest: +SKIP
+...                   freshness=lk.Freshness(column="event_time", max_age="1h"))
+"""
+
+from lakekit.quality.check import check
+from lakekit.quality.freshness import Freshness
+from lakekit.quality.report import CheckResult, QualityReport
+from lakekit.quality.schemas import available_schemas, load_schema
+from lakekit.quality.volume import Volume
+
+__all__ = [
+    "CheckResult",
+    "Freshness",
+    "QualityReport",
+    "Volume",
+    "available_schemas",
+    "check",
+    "load_schema",
+]
