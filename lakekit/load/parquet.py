@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from lakekit.errors import FormatError
+from lakekit.errors import FormatError, LakekitError
 from lakekit.load.discover import FileEntry
 from lakekit.storage import Location, retry_call
 
@@ -330,8 +330,8 @@ class ParquetFiles:
             )
             fragment.ensure_complete_metadata()
         except (pa.ArrowInvalid, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
+            if isinstance(exc, (FileNotFoundError, LakekitError)):
+                raise  # a missing file or a storage error (after retries) is not a format error
             raise FormatError(
                 f"{url}: not a readable parquet file ({_first_line(exc)}); "
                 "expected a complete parquet file (is it truncated or of another format?)"
@@ -431,7 +431,10 @@ class ParquetFiles:
                         schema=schema, columns=list(columns), use_threads=use_threads
                     )
                     return table.filter(filter)
-            except pa.ArrowInvalid as exc:
+            except (pa.ArrowInvalid, OSError) as exc:
+                # pyarrow reports damaged pages (bad thrift headers, ...) as OSError
+                if isinstance(exc, (FileNotFoundError, LakekitError)):
+                    raise
                 raise FormatError(f"{url}: cannot decode ({_first_line(exc)})") from None
         finally:
             if sparse is not None:
