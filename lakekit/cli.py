@@ -94,7 +94,16 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-_REGISTRARS = [_add_demo, _add_loaders]
+# --- quality ----------------------------------------------------------------------------
+
+def _add_quality(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``check`` and ``schema infer`` (after ``_add_loaders``, whose ``schema`` it extends)."""
+    from lakekit.quality.cli import register
+
+    register(sub, add_storage_option=_add_storage_option, storage_options=_storage_options)
+
+
+_REGISTRARS = [_add_demo, _add_loaders, _add_quality]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -109,8 +109,10 @@ def guard(fn: Callable[[], Any], *, what: str, redact: Callable[[str], str]) -> 
         return fn()
     except LakekitError:
         raise
-    except FileNotFoundError:
-        raise NotFoundError(f"{what}: not found") from None
+    except FileNotFoundError as exc:
+        missing = exc.filename if isinstance(exc.filename, str) else _first_line(exc)
+        detail = f" ({redact(missing)})" if missing and missing != what else ""
+        raise NotFoundError(f"{what}: not found{detail}") from None
     except PermissionError:
         raise StorageError(f"{what}: access denied (check credentials and permissions)") from None
     except (OSError, TimeoutError) as exc:
