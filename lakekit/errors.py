@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "BadRecordError",
     "BadRecordsWarning",
+    "BrokerError",
     "CommitConflictError",
     "ConfigError",
     "FormatError",
@@ -37,6 +38,10 @@ class MissingDependencyError(LakekitError, ImportError):
 
 class StorageError(LakekitError, OSError):
     """Storage could not be reached or answered with an error (after retries)."""
+
+
+class BrokerError(LakekitError, ConnectionError):
+    """A Kafka broker could not be reached or answered with an error (after retries)."""
 
 
 class NotFoundError(StorageError, FileNotFoundError):
