@@ -217,6 +217,13 @@ def resolve(
     """
     text = os.fspath(source)
     options = dict(storage_options or {})
+    if re.match(r"s3a?://[^/@\s]+@", text):
+        # s3fs does not read credentials from a URL: it would take them for the bucket name
+        # and echo them in its errors.
+        raise ConfigError(
+            f"{redact(text)}: credentials in an s3:// URL are not supported; "
+            "pass them in storage_options"
+        )
     if filesystem is not None:
         protocol = _protocol_of(filesystem)
         path = filesystem._strip_protocol(text)
@@ -314,12 +321,15 @@ def retry_call(
         Retrying,
         retry_if_exception,
         stop_after_attempt,
-        wait_exponential_jitter,
+        wait_exponential,
+        wait_random,
     )
 
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=base_delay, max=max_delay),
+        # base_delay * 2**n (at most max_delay) plus up to base_delay of jitter; tenacity's
+        # wait_exponential_jitter adds up to a whole second of jitter whatever base_delay is.
+        wait=wait_exponential(multiplier=base_delay, max=max_delay) + wait_random(0, base_delay),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )

@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from lakekit.errors import FormatError, LakekitError
+from lakekit.errors import FormatError, LakekitError, SchemaMismatchError
 from lakekit.load.discover import FileEntry
 from lakekit.storage import Location, retry_call
 
@@ -431,10 +431,14 @@ class ParquetFiles:
                         schema=schema, columns=list(columns), use_threads=use_threads
                     )
                     return table.filter(filter)
-            except (pa.ArrowInvalid, OSError) as exc:
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
                 # pyarrow reports damaged pages (bad thrift headers, ...) as OSError
                 if isinstance(exc, (FileNotFoundError, LakekitError)):
                     raise
+                if isinstance(exc, pa.ArrowNotImplementedError) and "cast" in str(exc):
+                    raise SchemaMismatchError(
+                        f"{url}: cannot convert to the dataset schema ({_first_line(exc)})"
+                    ) from None
                 raise FormatError(f"{url}: cannot decode ({_first_line(exc)})") from None
         finally:
             if sparse is not None:
