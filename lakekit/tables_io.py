@@ -1,0 +1,176 @@
+"""Inputs and error translation for :class:`lakekit.Table`.
+
+``as_arrow`` turns what users write (pyarrow tables / batches / readers, iterators of
+batches, polars and pandas frames, lakekit Datasets) into a pyarrow Table or a streaming
+RecordBatchReader. ``delta_errors`` turns deltalake's exceptions into lakekit errors with
+the table's credential-free URL in the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Union
+
+import pyarrow as pa
+
+from lakekit.errors import (
+    CommitConflictError,
+    ConfigError,
+    LakekitError,
+    NotFoundError,
+    SchemaMismatchError,
+    StorageError,
+    TableError,
+    VersionNotFoundError,
+)
+from lakekit.storage import Location, is_transient
+from lakekit.tables_types import _STANDARD_KEYS
+
+__all__ = ["Arrowish", "as_arrow", "check_metadata", "delta_errors", "replayable"]
+
+Arrowish = Union[pa.Table, pa.RecordBatchReader]  # noqa: UP007 (a runtime alias on 3.10)
+
+
+def as_arrow(data: Any) -> Arrowish:
+    """A pyarrow Table (replayable) or RecordBatchReader (streamed once) for ``data``."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        return data
+    module = type(data).__module__.split(".")[0]
+    if module == "lakekit" and hasattr(data, "iter_batches") and hasattr(data, "schema"):
+        return pa.RecordBatchReader.from_batches(data.schema, data.iter_batches())
+    if module == "polars":
+        if hasattr(data, "collect") and not hasattr(data, "to_arrow"):
+            data = data.collect()
+        table = data.to_arrow()
+        return table if isinstance(table, pa.Table) else pa.table(table)
+    if module == "pandas" and hasattr(data, "columns"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data)
+    if isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
+        return _reader_of(iter(data))
+    raise ConfigError(
+        f"cannot write a {type(data).__name__}: pass a pyarrow Table, RecordBatch or "
+        "RecordBatchReader, an iterator of RecordBatches, a polars or pandas DataFrame, "
+        "or a lakekit Dataset"
+    )
+
+
+def _reader_of(batches: Iterator[Any]) -> pa.RecordBatchReader:
+    first = next(batches, None)
+    if first is None:
+        raise ConfigError("the iterator of record batches is empty: nothing to write")
+    first = _as_batch(first, 0)
+    schema = first.schema
+
+    def checked() -> Iterator[pa.RecordBatch]:
+        yield first
+        for i, item in enumerate(batches, start=1):
+            batch = _as_batch(item, i)
+            if not batch.schema.equals(schema):
+                raise SchemaMismatchError(
+                    f"record batch {i} has the schema {_names(batch.schema)}, unlike "
+                    f"batch 0 ({_names(schema)})"
+                )
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(schema, checked())
+
+
+def _names(schema: pa.Schema) -> str:
+    return "(" + ", ".join(f"{f.name}: {f.type}" for f in schema) + ")"
+
+
+def _as_batch(item: Any, index: int) -> pa.RecordBatch:
+    if isinstance(item, pa.RecordBatch):
+        return item
+    if isinstance(item, pa.Table):
+        batches = item.combine_chunks().to_batches()
+        return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=item.schema)
+    raise ConfigError(
+        f"item {index} of the iterator is a {type(item).__name__}, not a pyarrow RecordBatch"
+    )
+
+
+def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate commit metadata: string keys, JSON values, no reserved Delta keys."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ConfigError(
+            f"metadata must be a mapping of str to JSON values, got {type(metadata).__name__}"
+        )
+    out = dict(metadata)
+    for key in out:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"metadata keys must be non-empty strings, got {key!r}")
+        if key in _STANDARD_KEYS:
+            raise ConfigError(
+                f"metadata key {key!r} is reserved by Delta Lake; choose another name"
+            )
+    try:
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"metadata must be JSON-serializable (no NaN/Infinity): {exc}") from None
+    return out
+
+
+@contextlib.contextmanager
+def delta_errors(location: Location, what: str, *, version: int | None = None) -> Iterator[None]:
+    """Translate deltalake / object-store exceptions raised inside the block."""
+    from deltalake.exceptions import (
+        CommitFailedError,
+        DeltaError,
+        TableNotFoundError,
+    )
+    from deltalake.exceptions import SchemaMismatchError as DeltaSchemaMismatch
+
+    url = location.url
+    try:
+        yield
+    except LakekitError:
+        raise
+    except TableNotFoundError:
+        raise NotFoundError(f"{url}: no Delta table here (no _delta_log)") from None
+    except DeltaSchemaMismatch as exc:
+        raise SchemaMismatchError(f"{url}: {what}: {_text(location, exc)}") from None
+    except CommitFailedError as exc:
+        raise CommitConflictError(
+            f"{url}: {what} conflicted with a concurrent commit: {_text(location, exc)}"
+        ) from None
+    except FileNotFoundError as exc:
+        if version is not None:
+            raise VersionNotFoundError(
+                f"{url}: version {version} can no longer be read: a data file it needs is "
+                f"gone (removed by vacuum?): {_text(location, exc)}"
+            ) from None
+        raise NotFoundError(f"{url}: {what}: {_text(location, exc)}") from None
+    except DeltaError as exc:
+        text = _text(location, exc)
+        low = text.lower()
+        if version is not None and ("version" in low or "logsegment" in low):
+            raise VersionNotFoundError(
+                f"{url}: version {version} cannot be loaded ({text})"
+            ) from None
+        if "already exists" in low or "conflict" in low or "concurrent" in low:
+            raise CommitConflictError(f"{url}: {what}: {text}") from None
+        raise TableError(f"{url}: {what} failed: {text}") from None
+    except OSError as exc:
+        kind = "transient storage error" if is_transient(exc) else "storage error"
+        raise StorageError(f"{url}: {what}: {kind}: {_text(location, exc)}") from None
+
+
+def _text(location: Location, exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return location.redact(" ".join(lines)[:600]) or type(exc).__name__
+
+
+def replayable(source: Arrowish) -> bool:
+    """True when ``source`` can be written again after a failed commit."""
+    return isinstance(source, pa.Table)
