@@ -9,13 +9,16 @@ Examples
 from lakekit import errors
 from lakekit.load.dataset import Dataset, dataset, load
 from lakekit.quality import Freshness, QualityReport, Volume, check
+from lakekit.sink import KafkaDeltaSink, SinkStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Dataset",
     "Freshness",
+    "KafkaDeltaSink",
     "QualityReport",
+    "SinkStats",
     "Volume",
     "__version__",
     "check",

@@ -1,0 +1,257 @@
+"""The exactly-once commit protocol of the Kafka-to-Delta sink.
+
+A batch is committed as (at most) two Delta commits, dead-letter table first:
+
+1. *Fence*: read the main table's ``txn`` version of every topic-partition in the batch.
+   A partition whose version is not the one the sink expected (what it read when the
+   partition was assigned, or what it committed since) was committed by someone else
+   (another sink process after a rebalance): its rows are dropped and reported as lost,
+   so the consume loop re-seeks. A version equal to the batch's last offset means an
+   earlier attempt of this very commit landed (its acknowledgement was lost): done.
+2. *Dead letters*: rows whose offset is above the dead-letter table's ``txn`` version of
+   their partition are appended, with ``txn`` = the batch's last offset of each such
+   partition. (After a crash between the two commits they are already there, and the
+   replay skips them.)
+3. *Data*: the rows of the fenced partitions are appended to the main table with one
+   ``txn`` action per partition (``version`` = last offset) in the same commit.
+
+delta-rs rejects a commit whose ``txn`` app id was written by a concurrent commit
+("Concurrent transaction"), so fence and commit are atomic; the protocol then starts
+over from step 1 (bounded). Transient storage errors are retried with backoff (bounded).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from lakekit.errors import CommitConflictError, StorageError, TableError
+from lakekit.sink.buffer import TopicPartitionKey
+from lakekit.storage import is_transient, resolve
+
+__all__ = ["CommitOutcome", "CommitRequest", "DeltaTarget", "PartitionPlan", "commit_batch"]
+
+log = logging.getLogger("lakekit.sink")
+
+
+class DeltaTarget:
+    """A Delta table the sink appends to, with its ``txn`` versions.
+
+    Storage goes through :func:`lakekit.storage.resolve`; the repr and every message use
+    the credential-free URL. Not thread-safe: one thread uses it at a time.
+    """
+
+    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None = None,
+                 *, partition_by: list[str] | None = None) -> None:
+        self.location = resolve(uri, storage_options=storage_options)
+        self.url = self.location.url
+        self.partition_by = partition_by
+        self._uri = self.location.delta_uri()
+        self._options = self.location.delta_storage_options() or None
+        self._table: Any = None
+
+    def __repr__(self) -> str:
+        return f"DeltaTarget({self.url!r})"
+
+    def redact(self, text: str) -> str:
+        """``text`` without this table's credentials."""
+        return self.location.redact(text)
+
+    def refresh(self) -> Any:
+        """The table at its latest version (a ``DeltaTable``), or ``None`` if it does not exist."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        if self._table is None:
+            try:
+                self._table = DeltaTable(self._uri, storage_options=self._options)
+            except TableNotFoundError:
+                return None
+        else:
+            self._table.update_incremental()
+        return self._table
+
+    def txn_versions(self, app_ids: Iterable[str]) -> dict[str, int | None]:
+        """The latest ``txn`` version of each app id (``None``: never committed)."""
+        table = self.refresh()
+        return {a: (table.transaction_version(a) if table is not None else None) for a in app_ids}
+
+    def arrow_schema(self) -> pa.Schema | None:
+        """The table's schema as arrow, or ``None`` if there is no table yet."""
+        table = self._table if self._table is not None else self.refresh()
+        if table is None:
+            return None
+        return pa.schema(table.schema().to_arrow())
+
+    @property
+    def version(self) -> int | None:
+        """The version last seen (``None``: no table)."""
+        return int(self._table.version()) if self._table is not None else None
+
+    def append(self, data: pa.Table, txns: Mapping[str, int]) -> int:
+        """Append ``data`` and the ``txn`` actions in one commit; returns the new version."""
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        props = CommitProperties(
+            app_transactions=[Transaction(app_id, int(v)) for app_id, v in sorted(txns.items())],
+        )
+        if self._table is None:
+            write_deltalake(self._uri, data, mode="append", schema_mode="merge",
+                            partition_by=self.partition_by, storage_options=self._options,
+                            commit_properties=props)
+            self.refresh()
+        else:
+            write_deltalake(self._table, data, mode="append", schema_mode="merge",
+                            commit_properties=props)
+        return int(self._table.version())
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """One topic-partition of a batch: its txn app id, the version the sink expects the
+    table to hold for it, and the batch's last offset for it."""
+
+    tp: TopicPartitionKey
+    app_id: str
+    expected: int | None
+    last: int
+
+
+@dataclass
+class CommitRequest:
+    """A decoded batch, ready to commit. ``row_part`` / ``dead_part`` give the index into
+    ``plans`` of every row of ``rows`` / ``dead``."""
+
+    plans: list[PartitionPlan]
+    rows: pa.Table
+    row_part: np.ndarray
+    dead: pa.Table | None = None
+    dead_part: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    dead_offsets: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    create_schema: pa.Schema | None = None
+    """Schema to create the main table with when a batch has no valid row."""
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What a commit did."""
+
+    version: int | None
+    dead_letter_version: int | None
+    rows_written: int
+    dead_lettered: int
+    dead_letter_skipped: int
+    committed: dict[TopicPartitionKey, int]
+    lost: dict[TopicPartitionKey, int | None]
+    attempts: int
+
+
+def commit_batch(main: DeltaTarget, dead: DeltaTarget | None, request: CommitRequest, *,
+                 max_attempts: int = 12, base_delay: float = 0.2,
+                 max_delay: float = 5.0) -> CommitOutcome:
+    """Commit ``request`` exactly once (see the module docstring for the protocol).
+
+    Raises
+    ------
+    CommitConflictError
+        Conflicts kept happening for ``max_attempts`` attempts.
+    StorageError
+        Storage kept failing with transient errors for ``max_attempts`` attempts.
+    TableError
+        A non-retryable failure (a schema conflict, a permission error, ...). The tables
+        are left at a clean version either way.
+    """
+    from deltalake.exceptions import CommitFailedError
+
+    last_exc: BaseException | None = None
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return _attempt(main, dead, request, attempt)
+        except CommitFailedError as exc:
+            last_exc = exc
+            log.info("commit to %s conflicted with a concurrent writer (attempt %d/%d): %s",
+                     main.url, attempt, max_attempts, main.redact(str(exc)).splitlines()[0])
+            time.sleep(random.uniform(0, min(max_delay, base_delay * attempt)))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise TableError(
+                    f"commit to {main.url} failed: {type(exc).__name__}: "
+                    f"{main.redact(str(exc)).strip()[:800]}"
+                ) from None
+            last_exc = exc
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            log.warning("transient storage error committing to %s (attempt %d/%d), retrying "
+                        "in %.1fs: %s", main.url, attempt, max_attempts, delay,
+                        main.redact(str(exc)).splitlines()[0][:300])
+            time.sleep(delay)
+    if isinstance(last_exc, CommitFailedError):
+        raise CommitConflictError(
+            f"commit to {main.url} kept conflicting with concurrent writers "
+            f"({max_attempts} attempts); nothing was committed for this batch"
+        )
+    raise StorageError(
+        f"commit to {main.url} failed after {max_attempts} attempts: "
+        f"{type(last_exc).__name__}: {main.redact(str(last_exc)).splitlines()[0][:300]}"
+    )
+
+
+def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
+             attempt: int) -> CommitOutcome:
+    plans = req.plans
+    current = main.txn_versions(p.app_id for p in plans)
+    ok = np.zeros(len(plans), dtype=bool)
+    committed: dict[TopicPartitionKey, int] = {}
+    lost: dict[TopicPartitionKey, int | None] = {}
+    for i, plan in enumerate(plans):
+        found = current[plan.app_id]
+        if found == plan.expected:
+            ok[i] = True
+        elif found is not None and found == plan.last:
+            committed[plan.tp] = plan.last  # an earlier attempt landed
+        else:
+            lost[plan.tp] = found
+
+    dead_version, dead_n, dead_skipped = None, 0, 0
+    if dead is not None and req.dead is not None and req.dead.num_rows:
+        dead_ok = ok[req.dead_part]
+        if dead_ok.any():
+            seen = dead.txn_versions(plans[i].app_id for i in np.unique(req.dead_part[dead_ok]))
+            floor = np.array([
+                -1 if (v := seen.get(p.app_id)) is None else v for p in plans
+            ], dtype=np.int64)
+            keep = dead_ok & (req.dead_offsets > floor[req.dead_part])
+            dead_skipped = int((dead_ok & ~keep).sum())
+            if keep.any():
+                parts = np.unique(req.dead_part[keep])
+                dead_version = dead.append(
+                    req.dead.filter(pa.array(keep)),
+                    {plans[i].app_id: plans[i].last for i in parts},
+                )
+                dead_n = int(keep.sum())
+
+    version = None
+    rows_written = 0
+    if ok.any():
+        rows: pa.Table | None = req.rows
+        if req.rows.num_rows:
+            rows = req.rows.filter(pa.array(ok[req.row_part]))
+        if req.rows.num_columns == 0:
+            # no valid row: commit the offsets alone. Without a table and a schema to create
+            # it with, the progress stays implicit (replays skip what the dead-letter table
+            # already holds).
+            schema = main.arrow_schema() if main.version is not None else req.create_schema
+            rows = schema.empty_table() if schema is not None else None
+        if rows is not None:
+            txns = {plans[i].app_id: plans[i].last for i in np.flatnonzero(ok)}
+            version = main.append(rows, txns)
+            rows_written = rows.num_rows
+            committed.update({plans[i].tp: plans[i].last for i in np.flatnonzero(ok)})
+    return CommitOutcome(version, dead_version, rows_written, dead_n, dead_skipped,
+                         committed, lost, attempt)

@@ -1,0 +1,732 @@
+"""KafkaDeltaSink: stream Kafka topics into a Delta table, exactly once.
+
+The consume loop (this module) fills a :class:`~lakekit.sink.buffer.BatchBuffer`; a full
+buffer becomes a job for one commit thread, which decodes it in bulk, validates it and
+commits it with :func:`~lakekit.sink.commit.commit_batch` while the loop keeps
+consuming into the next buffer. At most one job runs at a time and the next one waits
+for it, so commits are ordered and memory is bounded by about two batches.
+
+Offsets live in the table (Delta ``txn`` actions, one app id per topic-partition): on
+every partition assignment the sink seeks to the offset after the table's. Offsets are
+also committed to Kafka after each Delta commit, but only for lag monitoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from lakekit.errors import BadRecordError, BrokerError, ConfigError, missing_extra
+from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
+from lakekit.sink.commit import (
+    CommitOutcome,
+    CommitRequest,
+    DeltaTarget,
+    PartitionPlan,
+    commit_batch,
+)
+from lakekit.sink.deadletter import dead_letter_rows, default_dead_letter_uri
+from lakekit.sink.decode import Decoder, RowError, make_decoder
+from lakekit.sink.stats import CommitSummary, SinkStats, tp_name
+from lakekit.sink.validate import resolve_sink_schema, validate_rows
+from lakekit.storage import retry_call
+
+__all__ = ["KafkaDeltaSink"]
+
+log = logging.getLogger("lakekit.sink")
+
+_METADATA_FIELDS = [
+    pa.field("_kafka_topic", pa.string()),
+    pa.field("_kafka_partition", pa.int32()),
+    pa.field("_kafka_offset", pa.int64()),
+    pa.field("_kafka_timestamp", pa.timestamp("us", tz="UTC")),
+]
+_FORCED_CONSUMER_KEYS = ("bootstrap_servers", "group_id", "enable_auto_commit")
+_MAX_POLL_FAILURES = 10
+_FIRST_ASSIGNMENT_WAIT = 60.0
+
+
+@dataclass
+class _JobResult:
+    records: int
+    bytes: int
+    outcome: CommitOutcome
+    decode_seconds: float
+    commit_seconds: float
+    reason: str
+    partitions: list[TopicPartitionKey]
+
+
+class KafkaDeltaSink:
+    """Stream Kafka topics into a Delta table, exactly once.
+
+    Parameters
+    ----------
+    topic
+        A topic name or a list of names.
+    table
+        The Delta table URI (local path, ``s3://...``, ...).
+    bootstrap_servers
+        ``host:port`` (or a list of them) of the Kafka cluster.
+    group_id
+        The consumer group. Sink processes with the same group share the partitions. The
+        group is part of the ``txn`` app ids that record progress in the table, so a new
+        group id starts over (from ``auto_offset_reset``).
+    storage_options
+        Options for the table's storage (fsspec / deltalake conventions).
+    consumer_config
+        Extra kafka-python ``KafkaConsumer`` settings (``session_timeout_ms``,
+        ``auto_offset_reset`` (default ``"earliest"``), ``security_protocol``, ...).
+    decoder
+        ``"json"`` (bulk, with pyarrow), ``"raw"`` (``key`` and ``value`` binary columns)
+        or a callable ``(bytes) -> dict``.
+    schema
+        ``None`` (infer; new fields are merged into the table), a ``pyarrow.Schema``
+        (decode and cast to exactly these fields), a pandera schema (its dtypes are the
+        decode types; every row is validated), a path to a pandera YAML file, or a name in
+        the ``schemas/`` registry.
+    partition_by
+        Partition columns, used when the sink creates the table.
+    kafka_metadata
+        Add ``_kafka_topic``, ``_kafka_partition``, ``_kafka_offset``, ``_kafka_timestamp``.
+    max_batch_rows, max_batch_bytes, max_batch_seconds
+        Flush a batch when any is reached (seconds count from the batch's first message).
+    dead_letter_table
+        Where records that cannot be decoded, cast or validated go; default: the table's
+        URI with ``_dead_letter`` appended. Same ``storage_options``.
+    on_error
+        ``"dead_letter"`` (default) or ``"fail"``: stop at the first bad record with a
+        :class:`~lakekit.errors.BadRecordError` naming its topic, partition and offset
+        (nothing of its batch is committed).
+
+    Examples
+    --------
+    >>> sink = KafkaDeltaSink("events", "/tmp/lake/events", bootstrap_servers="127.0.0.1:9092",
+    ...                       group_id="events-to-delta")  # doctest: +SKIP
+    >>> stats = sink.run(stop_after_idle=30)  # doctest: +SKIP
+    >>> stats.rows_written  # doctest: +SKIP
+    120000
+    """
+
+    _consumer: Any
+    _executor: ThreadPoolExecutor | None
+    _started: float | None
+
+    def __init__(
+        self,
+        topic: str | Sequence[str],
+        table: str,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        group_id: str,
+        storage_options: Mapping[str, Any] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+        decoder: str | Callable[[bytes], Mapping[str, Any]] | Decoder = "json",
+        schema: Any = None,
+        partition_by: str | Sequence[str] | None = None,
+        kafka_metadata: bool = False,
+        max_batch_rows: int = 100_000,
+        max_batch_bytes: int = 64 << 20,
+        max_batch_seconds: float = 10.0,
+        dead_letter_table: str | None = None,
+        on_error: Literal["dead_letter", "fail"] = "dead_letter",
+    ) -> None:
+        self.topics = [topic] if isinstance(topic, str) else [str(t) for t in topic]
+        if not self.topics or not all(self.topics):
+            raise ConfigError("topic must be a topic name or a non-empty list of names")
+        if not group_id:
+            raise ConfigError("group_id is required: it names the consumer group and the "
+                              "progress records in the table")
+        if max_batch_rows < 1 or max_batch_bytes < 1 or not max_batch_seconds > 0:
+            raise ConfigError("max_batch_rows, max_batch_bytes and max_batch_seconds must be "
+                              "positive")
+        if on_error not in ("dead_letter", "fail"):
+            raise ConfigError(f"on_error must be 'dead_letter' or 'fail', got {on_error!r}")
+        self.group_id = group_id
+        self.bootstrap_servers = bootstrap_servers
+        self.kafka_metadata = bool(kafka_metadata)
+        self.max_batch_rows = int(max_batch_rows)
+        self.max_batch_bytes = int(max_batch_bytes)
+        self.max_batch_seconds = float(max_batch_seconds)
+        self.on_error = on_error
+        parts = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
+        self._main = DeltaTarget(table, storage_options, partition_by=parts or None)
+        self._dead: DeltaTarget | None = None
+        if on_error == "dead_letter":
+            self._dead = DeltaTarget(dead_letter_table or default_dead_letter_uri(table),
+                                     storage_options)
+        self._decoder = make_decoder(decoder)
+        self._schema = resolve_sink_schema(schema)
+        self._consumer_config = self._build_consumer_config(consumer_config)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stats = SinkStats()
+        self._reset_run_state()
+
+    # --- public ---------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        dead = f", dead_letter_table={self._dead.url!r}" if self._dead else ""
+        return (f"KafkaDeltaSink(topics={self.topics!r}, table={self._main.url!r}, "
+                f"group_id={self.group_id!r}{dead})")
+
+    @property
+    def table_url(self) -> str:
+        """The main table's URL (without credentials)."""
+        return self._main.url
+
+    @property
+    def dead_letter_url(self) -> str | None:
+        """The dead-letter table's URL (without credentials), ``None`` with ``on_error="fail"``."""
+        return self._dead.url if self._dead else None
+
+    @property
+    def stats(self) -> SinkStats:
+        """The numbers so far (safe to read from another thread while :meth:`run` runs)."""
+        with self._lock:
+            stats = self._stats
+        if self._started is not None and self._running:
+            stats = replace(stats, elapsed_seconds=time.monotonic() - self._started)
+        return stats
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to flush, commit, leave the group and return (thread-safe)."""
+        self._stop.set()
+
+    def run(self, *, stop_after_idle: float | None = None,
+            max_messages: int | None = None) -> SinkStats:
+        """Consume and commit until stopped; return the stats.
+
+        Stops on :meth:`stop`, SIGINT or SIGTERM (when run in the main thread), after
+        ``max_messages`` messages, or once no message has arrived for ``stop_after_idle``
+        seconds (counted from the last message or partition assignment). Every stop
+        flushes the buffer, commits it and leaves the consumer group.
+
+        Raises
+        ------
+        BadRecordError
+            With ``on_error="fail"``: a record could not be decoded, cast or validated.
+        BrokerError, StorageError, TableError, CommitConflictError
+            A failure that retries did not cure. The table is at a clean version; what
+            was not committed is consumed again by the next run.
+
+        Examples
+        --------
+        >>> sink.run(stop_after_idle=10)  # doctest: +SKIP
+        SinkStats(records_in=1000, ...)
+        """
+        if max_messages is not None and max_messages < 1:
+            raise ConfigError("max_messages must be positive")
+        self._reset_run_state()
+        self._stop.clear()
+        consumer = self._connect()
+        self._consumer = consumer
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakekit-sink-commit")
+        self._executor = executor
+        old_handlers = self._install_signal_handlers()
+        self._started = time.monotonic()
+        self._running = True
+        clean = False
+        try:
+            consumer.subscribe(self.topics, listener=_listener(self))
+            self._loop(stop_after_idle, max_messages)
+            self._collect(block=True)
+            if len(self._buffer):
+                self._submit("stop")
+                self._collect(block=True)
+            self._commit_kafka_offsets(sync=True)
+            clean = True
+        finally:
+            self._running = False
+            self._restore_signal_handlers(old_handlers)
+            if not clean:
+                self._drain_quietly()
+            executor.shutdown(wait=True)
+            try:
+                consumer.close(autocommit=False)
+            except Exception as exc:  # leaving the group is best effort
+                log.warning("closing the Kafka consumer failed: %s", exc)
+            with self._lock:
+                self._stats = replace(self._stats,
+                                      elapsed_seconds=time.monotonic() - self._started)
+        stats = self.stats
+        log.info("sink stopped: %d records in, %d rows written, %d dead-lettered, "
+                 "%d commits in %.1fs", stats.records_in, stats.rows_written,
+                 stats.dead_lettered, stats.commits, stats.elapsed_seconds)
+        return stats
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def _reset_run_state(self) -> None:
+        self._buffer = BatchBuffer()
+        self._expected: dict[TopicPartitionKey, int | None] = {}
+        self._owned: set[TopicPartitionKey] = set()
+        self._kafka_tps: dict[TopicPartitionKey, Any] = {}
+        self._kafka_pending: dict[TopicPartitionKey, int] = {}
+        self._future: Future[_JobResult] | None = None
+        self._pending_error: BaseException | None = None
+        self._started = None
+        self._running = False
+        self._assigned_once = False
+        self._last_activity = time.monotonic()
+        self._consumer = None
+        self._executor = None
+
+    def _build_consumer_config(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        config = dict(extra or {})
+        for key in _FORCED_CONSUMER_KEYS:
+            if key in config:
+                raise ConfigError(
+                    f"consumer_config may not set {key!r}: the sink sets it "
+                    "(offsets are committed in the Delta table, not by auto-commit)"
+                )
+        reset = config.setdefault("auto_offset_reset", "earliest")
+        if reset not in ("earliest", "latest"):
+            raise ConfigError(f"auto_offset_reset must be 'earliest' or 'latest', got {reset!r}")
+        config.setdefault("max_poll_records", 5000)
+        if "session_timeout_ms" in config:
+            config.setdefault("heartbeat_interval_ms",
+                              max(100, int(config["session_timeout_ms"]) // 4))
+        config.setdefault("fetch_max_bytes", max(1 << 20, min(50 << 20, self.max_batch_bytes)))
+        config.update(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
+                      enable_auto_commit=False)
+        return config
+
+    def _connect(self) -> Any:
+        try:
+            from kafka import KafkaConsumer
+            from kafka.errors import KafkaConfigurationError, KafkaError
+        except ImportError:
+            raise missing_extra("kafka-python", "kafka") from None
+        try:
+            # kafka-python retries the bootstrap with backoff for bootstrap_timeout_ms
+            return KafkaConsumer(**self._consumer_config)
+        except KafkaConfigurationError as exc:
+            raise ConfigError(f"invalid consumer_config: {exc}") from None
+        except KafkaError as exc:
+            raise BrokerError(
+                f"no Kafka broker answered at {self.bootstrap_servers}: {exc}; check "
+                "bootstrap_servers and that the cluster is up"
+            ) from None
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handle(signum: int, frame: Any) -> None:
+            if self._stop.is_set():
+                raise KeyboardInterrupt  # a second signal: stop now, without flushing
+            log.info("received %s: flushing, committing and stopping",
+                     signal.Signals(signum).name)
+            self._stop.set()
+
+        old: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handle)
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    # --- the consume loop -----------------------------------------------------------------
+
+    def _loop(self, stop_after_idle: float | None, max_messages: int | None) -> None:
+        from kafka.errors import KafkaError
+
+        consumed = 0
+        failures = 0
+        max_records = int(self._consumer_config["max_poll_records"])
+        while not self._stop.is_set():
+            self._raise_pending()
+            want = max_records
+            if max_messages is not None:
+                want = min(want, max_messages - consumed)
+            want = max(1, min(want, self.max_batch_rows - len(self._buffer)))
+            try:
+                records = self._consumer.poll(timeout_ms=self._poll_timeout_ms(),
+                                              max_records=want)
+                failures = 0
+            except KafkaError as exc:
+                self._raise_pending()
+                failures += 1
+                if not getattr(exc, "retriable", False) or failures > _MAX_POLL_FAILURES:
+                    raise BrokerError(
+                        f"Kafka consumer failed for topics {self.topics}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
+                log.warning("Kafka poll failed (%d/%d), retrying: %s", failures,
+                            _MAX_POLL_FAILURES, exc)
+                time.sleep(min(5.0, 0.2 * 2 ** failures))
+                continue
+            self._raise_pending()
+            n = 0
+            nbytes = 0
+            for tp, recs in records.items():
+                key = (tp.topic, tp.partition)
+                if key not in self._owned:
+                    continue  # fetched before a revocation; the new owner reads it again
+                self._kafka_tps[key] = tp
+                before = self._buffer.nbytes
+                self._buffer.add(key, recs)
+                nbytes += self._buffer.nbytes - before
+                n += len(recs)
+            if n:
+                consumed += n
+                self._last_activity = time.monotonic()
+                with self._lock:
+                    self._stats = replace(self._stats, records_in=self._stats.records_in + n,
+                                          bytes_in=self._stats.bytes_in + nbytes)
+            self._collect(block=False)
+            self._commit_kafka_offsets(sync=False)
+            reason = self._flush_reason()
+            if reason:
+                self._submit(reason)
+            if max_messages is not None and consumed >= max_messages:
+                log.info("consumed max_messages=%d: stopping", max_messages)
+                return
+            if stop_after_idle is not None and self._idle_for(stop_after_idle):
+                return
+
+    def _idle_for(self, seconds: float) -> bool:
+        idle = time.monotonic() - self._last_activity
+        if not self._assigned_once:
+            if idle >= max(seconds, _FIRST_ASSIGNMENT_WAIT):
+                log.warning("no partition was assigned within %.0fs: stopping", idle)
+                return True
+            return False
+        if idle >= seconds:
+            log.info("no message for %.1fs: stopping", idle)
+            return True
+        return False
+
+    def _poll_timeout_ms(self) -> int:
+        timeout = 0.5
+        first = self._buffer.first_at
+        if first is not None:
+            timeout = min(timeout, max(0.0, first + self.max_batch_seconds - time.monotonic()))
+        return int(timeout * 1000)
+
+    def _flush_reason(self) -> str | None:
+        buf = self._buffer
+        if not len(buf):
+            return None
+        if len(buf) >= self.max_batch_rows:
+            return "rows"
+        if buf.nbytes >= self.max_batch_bytes:
+            return "bytes"
+        if buf.first_at is not None and time.monotonic() - buf.first_at >= self.max_batch_seconds:
+            return "seconds"
+        if self._stop.is_set():
+            return "stop"
+        return None
+
+    def _raise_pending(self) -> None:
+        if self._pending_error is not None:
+            exc, self._pending_error = self._pending_error, None
+            raise exc
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def _submit(self, reason: str) -> None:
+        """Hand the buffer to the commit thread (after the previous job is done)."""
+        self._collect(block=True)
+        if not len(self._buffer):
+            return
+        batch = self._buffer.take()
+        expected = {tp: self._expected.get(tp) for tp in batch.partitions}
+        assert self._executor is not None
+        self._future = self._executor.submit(self._job, batch, expected, reason)
+
+    def _collect(self, *, block: bool) -> None:
+        """Apply the result of the finished job (waiting for it when ``block``)."""
+        future = self._future
+        if future is None or (not block and not future.done()):
+            return
+        self._future = None
+        result = future.result()  # re-raises the job's error
+        self._apply(result)
+
+    def _drain_quietly(self) -> None:
+        future, self._future = self._future, None
+        if future is not None:
+            try:
+                future.result()
+            except BaseException as exc:
+                log.debug("in-flight commit failed while stopping: %s", exc)
+
+    def _job(self, batch: RawBatch, expected: dict[TopicPartitionKey, int | None],
+             reason: str) -> _JobResult:
+        start = time.monotonic()
+        nrecords, nbytes = len(batch), batch.nbytes
+        request = self._prepare(batch, expected)
+        del batch  # the raw bytes are no longer needed; free them before writing
+        prepared = time.monotonic()
+        outcome = commit_batch(self._main, self._dead, request)
+        done = time.monotonic()
+        return _JobResult(nrecords, nbytes, outcome, prepared - start, done - prepared, reason,
+                          [p.tp for p in request.plans])
+
+    def _decode_schema(self) -> pa.Schema | None:
+        """The schema decoding starts from: the user's fields, then the table's."""
+        user = self._schema.arrow
+        if self._schema.extra == "ignore":
+            return user
+        self._main.refresh()
+        table = self._main.arrow_schema()
+        if table is None:
+            return user
+        fields = [f.with_nullable(True) for f in table if not f.name.startswith("_kafka_")]
+        names = {f.name for f in fields}
+        fields += [f for f in (user or []) if f.name not in names]
+        return pa.schema(fields)
+
+    def _prepare(self, batch: RawBatch, expected: dict[TopicPartitionKey, int | None]
+                 ) -> CommitRequest:
+        decoded = self._decoder.decode(batch, self._decode_schema(), self._schema.extra)
+        table, rows, errors = decoded.table, decoded.rows, decoded.errors
+        if self._schema.pandera is not None and table.num_rows:
+            failures = validate_rows(table, self._schema.pandera)
+            if failures:
+                bad = np.zeros(table.num_rows, dtype=bool)
+                bad[list(failures)] = True
+                errors = errors + [RowError(int(rows[i]), "validate", msg)
+                                   for i, msg in failures.items()]
+                errors.sort(key=lambda e: e.index)
+                table = table.filter(pa.array(~bad))
+                rows = rows[~bad]
+        if errors and self.on_error == "fail":
+            first = errors[0]
+            topic, partition = batch.partitions[int(batch.part_index[first.index])]
+            raise BadRecordError(
+                f"bad record in topic {topic!r} partition {partition} offset "
+                f"{int(batch.offsets[first.index])}: {first.stage} failed: {first.error}"
+                + (f" ({len(errors)} bad records in this batch)" if len(errors) > 1 else "")
+                + "; on_error='fail' stopped the sink and nothing of this batch was committed"
+            )
+        if self.kafka_metadata and table.num_columns:
+            table = self._with_metadata(table, batch, rows)
+        plans = []
+        last = batch.last_offsets()
+        for tp in batch.partitions:
+            plans.append(PartitionPlan(tp, self._app_id(tp), expected[tp], last[tp]))
+        request = CommitRequest(plans, table, batch.part_index[rows],
+                                create_schema=self._create_schema())
+        if errors and self._dead is not None:
+            dead, idx = dead_letter_rows(batch, errors)
+            request.dead = dead
+            request.dead_part = batch.part_index[idx]
+            request.dead_offsets = batch.offsets[idx]
+        return request
+
+    def _create_schema(self) -> pa.Schema | None:
+        user = self._schema.arrow
+        if user is None:
+            return None
+        return pa.schema(list(user) + (_METADATA_FIELDS if self.kafka_metadata else []))
+
+    @staticmethod
+    def _with_metadata(table: pa.Table, batch: RawBatch, rows: np.ndarray) -> pa.Table:
+        part = batch.part_index[rows]
+        topics = pa.DictionaryArray.from_arrays(
+            pa.array(part, pa.int32()), pa.array([t for t, _ in batch.partitions])
+        ).cast(pa.string())
+        partitions = np.array([p for _, p in batch.partitions], dtype=np.int32)[part]
+        ts = batch.timestamps[rows]
+        stamps = pa.array(ts * 1000, pa.int64(), mask=ts < 0).cast(pa.timestamp("us", tz="UTC"))
+        columns = [topics, pa.array(partitions, pa.int32()),
+                   pa.array(batch.offsets[rows], pa.int64()), stamps]
+        for field, column in zip(_METADATA_FIELDS, columns, strict=True):
+            if field.name in table.column_names:
+                table = table.drop_columns([field.name])
+            table = table.append_column(field, column)
+        return table
+
+    def _app_id(self, tp: TopicPartitionKey) -> str:
+        return f"lakekit-sink/{self.group_id}/{tp[0]}/{tp[1]}"
+
+    # --- results --------------------------------------------------------------------------
+
+    def _apply(self, result: _JobResult) -> None:
+        out = result.outcome
+        for tp, last in out.committed.items():
+            if tp in self._expected:
+                self._expected[tp] = last
+            if tp in self._owned:
+                self._kafka_pending[tp] = last
+        dropped = 0
+        for tp, found in out.lost.items():
+            dropped += self._handle_lost(tp, found)
+        lag = {}
+        for tp in result.partitions:
+            kafka_tp = self._kafka_tps.get(tp)
+            if kafka_tp is None or self._consumer is None or tp not in out.committed:
+                continue
+            high = self._consumer.highwater(kafka_tp)
+            if high is not None:
+                lag[tp_name(*tp)] = max(0, int(high) - out.committed[tp] - 1)
+        summary = CommitSummary(
+            version=out.version, dead_letter_version=out.dead_letter_version,
+            records=result.records, rows_written=out.rows_written,
+            dead_lettered=out.dead_lettered, dead_letter_skipped=out.dead_letter_skipped,
+            offsets={tp_name(*tp): v for tp, v in out.committed.items()}, lag=lag,
+            lost={tp_name(*tp): v for tp, v in out.lost.items()},
+            decode_seconds=result.decode_seconds, commit_seconds=result.commit_seconds,
+            attempts=out.attempts, reason=result.reason,
+        )
+        log.info("%s", summary)
+        with self._lock:
+            s = self._stats
+            self._stats = replace(
+                s,
+                rows_written=s.rows_written + out.rows_written,
+                dead_lettered=s.dead_lettered + out.dead_lettered,
+                dropped_on_rebalance=s.dropped_on_rebalance + dropped,
+                commits=s.commits + 1,
+                table_version=out.version if out.version is not None else s.table_version,
+                dead_letter_version=(out.dead_letter_version
+                                     if out.dead_letter_version is not None
+                                     else s.dead_letter_version),
+                offsets={**s.offsets, **summary.offsets},
+                lag={**s.lag, **lag},
+                commit_seconds=s.commit_seconds + result.decode_seconds + result.commit_seconds,
+                last_commit=summary,
+            )
+
+    def _handle_lost(self, tp: TopicPartitionKey, found: int | None) -> int:
+        """Another writer committed ``tp``: forget our rows of it and re-read from the table's."""
+        log.warning("%s was committed by another writer (table has offset %s); dropping the "
+                    "buffered messages of it and re-reading from there", tp_name(*tp), found)
+        dropped = self._buffer.drop([tp])
+        self._kafka_pending.pop(tp, None)
+        if tp in self._owned:
+            self._expected[tp] = found
+            self._seek(tp, found)
+        return dropped
+
+    def _seek(self, tp: TopicPartitionKey, version: int | None) -> None:
+        kafka_tp = self._kafka_tps.get(tp)
+        if kafka_tp is None:
+            from kafka import TopicPartition
+
+            kafka_tp = self._kafka_tps[tp] = TopicPartition(*tp)
+        if version is not None:
+            self._consumer.seek(kafka_tp, version + 1)
+        elif self._consumer_config["auto_offset_reset"] == "latest":
+            self._consumer.seek_to_end(kafka_tp)
+        else:
+            self._consumer.seek_to_beginning(kafka_tp)
+
+    def _commit_kafka_offsets(self, *, sync: bool) -> None:
+        """Commit Delta-committed offsets to Kafka too, for lag monitoring only."""
+        if not self._kafka_pending or self._consumer is None:
+            return
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {self._kafka_tps[tp]: OffsetAndMetadata(last + 1, "", -1)
+                   for tp, last in self._kafka_pending.items()
+                   if tp in self._owned and tp in self._kafka_tps}
+        self._kafka_pending = {}
+        if not offsets:
+            return
+        try:
+            if sync:
+                self._consumer.commit(offsets)
+            else:
+                self._consumer.commit_async(offsets, callback=_log_commit_failure)
+        except Exception as exc:  # monitoring only: the table holds the real offsets
+            log.debug("committing offsets to Kafka failed (monitoring only): %s", exc)
+
+    # --- rebalances (called by kafka-python inside poll) ----------------------------------
+
+    def _on_revoked(self, revoked: Sequence[Any]) -> None:
+        if not self._owned:
+            return
+        self._collect(block=True)
+        if len(self._buffer):
+            self._submit("rebalance")
+            self._collect(block=True)
+        log.info("partitions revoked after flushing: %s",
+                 ", ".join(sorted(tp_name(*tp) for tp in self._owned)))
+        self._owned.clear()
+        self._expected.clear()
+        self._kafka_pending.clear()
+
+    def _on_lost(self, lost: Sequence[Any]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in lost]
+        self._drain_quietly()
+        dropped = self._buffer.drop(keys)
+        log.warning("lost partitions %s (group membership expired); dropped %d buffered "
+                    "messages, which their new owner reads again",
+                    ", ".join(sorted(tp_name(*k) for k in keys)), dropped)
+        self._owned.clear()
+        self._expected.clear()
+        self._kafka_pending.clear()
+
+    def _on_assigned(self, assigned: Sequence[Any]) -> None:
+        self._collect(block=True)
+        keys = [(tp.topic, tp.partition) for tp in assigned]
+        for tp in assigned:
+            self._kafka_tps[(tp.topic, tp.partition)] = tp
+        apps = {self._app_id(k): k for k in keys}
+        versions = retry_call(lambda: self._main.txn_versions(apps),
+                              what=f"reading offsets from {self._main.url}")
+        self._buffer.drop(self._buffer.partitions())  # empty after a revocation; be sure
+        self._owned = set(keys)
+        self._expected = {}
+        for app_id, key in apps.items():
+            version = versions[app_id]
+            self._expected[key] = version
+            self._seek(key, version)
+        self._assigned_once = True
+        self._last_activity = time.monotonic()
+        with self._lock:
+            self._stats = replace(self._stats, rebalances=self._stats.rebalances + 1)
+        log.info("partitions assigned: %s", ", ".join(
+            f"{tp_name(*k)} from " + (str(v + 1) if (v := self._expected[k]) is not None
+                                      else self._consumer_config["auto_offset_reset"])
+            for k in sorted(keys)) or "none")
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, BaseException):
+        log.debug("committing offsets to Kafka failed (monitoring only): %s", response)
+
+
+def _listener(sink: KafkaDeltaSink) -> Any:
+    """A kafka-python rebalance listener: flush before revocation, seek after assignment.
+
+    Errors are kept on the sink and re-raised by its loop (kafka-python only logs them).
+    """
+    from kafka import ConsumerRebalanceListener
+
+    def guard(fn: Callable[[Any], None], arg: Any) -> None:
+        if sink._pending_error is not None:
+            return
+        try:
+            fn(arg)
+        except BaseException as exc:
+            sink._pending_error = exc
+            raise
+
+    class _Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            guard(sink._on_revoked, revoked)
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            guard(sink._on_assigned, assigned)
+
+        def on_partitions_lost(self, lost: Any) -> None:
+            guard(sink._on_lost, lost)
+
+    return _Listener()
