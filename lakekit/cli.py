@@ -23,8 +23,8 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(
-                f"lakekit: --storage-option expects KEY=VALUE, got {pair.split('=')[0]!r}"
+            raise SystemExit(  # not echoed: without its "=" the argument may be all secret
+                "lakekit: --storage-option expects KEY=VALUE; one argument has no KEY= part"
             )
         out[key] = value
     return out

@@ -46,6 +46,7 @@ class BlobFS(AbstractFileSystem):
         self.delay = delay
         self._lock = threading.Lock()
         self._fail_left = 0
+        self._fail_after = 0
         self._fail_exc: Callable[[], BaseException] | None = None
         self.reset()
 
@@ -58,9 +59,12 @@ class BlobFS(AbstractFileSystem):
     def put_table(self, path: str, table: pa.Table, **write_kwargs: Any) -> str:
         return self.put(path, parquet_bytes(table, **write_kwargs))
 
-    def fail(self, n: int, exc: BaseException | Callable[[], BaseException]) -> None:
+    def fail(self, n: int, exc: BaseException | Callable[[], BaseException], *,
+             after: int = 0) -> None:
+        """The next ``n`` reads, after ``after`` more successful ones, raise ``exc``."""
         with self._lock:
             self._fail_left = n
+            self._fail_after = after
             self._fail_exc = exc if callable(exc) and not isinstance(exc, BaseException) else (
                 lambda: exc  # type: ignore[return-value]
             )
@@ -112,7 +116,10 @@ class BlobFS(AbstractFileSystem):
         path = self._strip_protocol(path)
         with self._lock:
             self.read_calls += 1
-            failing = self._fail_left > 0
+            skip = self._fail_after > 0
+            if skip:
+                self._fail_after -= 1
+            failing = self._fail_left > 0 and not skip
             if failing:
                 self._fail_left -= 1
                 exc = self._fail_exc() if self._fail_exc else OSError("injected")
