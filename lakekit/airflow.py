@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 try:
     from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # pragma: no cover - Airflow 3.0 keeps it in airflow.exceptions
-    from airflow.exceptions import AirflowFailException
+    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
 from lakekit.quality.freshness import Freshness
 from lakekit.quality.volume import Volume
@@ -52,8 +52,10 @@ def _freshness(value: Any) -> Freshness | None:
         if unknown:
             raise ConfigError(f"freshness: unknown keys {sorted(unknown)}; "
                               "expected column, max_age, warn_age")
-        return Freshness(**{k: (v if v != "" else None) for k, v in value.items()})
-    raise ConfigError(f"freshness must be a lakekit.Freshness or a dict; got {type(value).__name__}")
+        fields: dict[str, Any] = {k: (v if v != "" else None) for k, v in value.items()}
+        return Freshness(**fields)
+    raise ConfigError(
+        f"freshness must be a lakekit.Freshness or a dict; got {type(value).__name__}")
 
 
 def _volume(value: Any) -> Volume | None:
@@ -62,7 +64,8 @@ def _volume(value: Any) -> Volume | None:
     if isinstance(value, Mapping):
         unknown = set(value) - {"min_rows", "max_rows"}
         if unknown:
-            raise ConfigError(f"volume: unknown keys {sorted(unknown)}; expected min_rows, max_rows")
+            raise ConfigError(
+                f"volume: unknown keys {sorted(unknown)}; expected min_rows, max_rows")
         return Volume(**{k: (int(v) if v not in (None, "") else None) for k, v in value.items()})
     raise ConfigError(f"volume must be a lakekit.Volume or a dict; got {type(value).__name__}")
 

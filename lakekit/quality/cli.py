@@ -19,7 +19,7 @@ INFER_ROWS = 100_000
 
 
 def register(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction,
     *,
     add_storage_option: Callable[[argparse.ArgumentParser], None],
     storage_options: Callable[[Sequence[str] | None], dict[str, str]],

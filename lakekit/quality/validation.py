@@ -166,7 +166,8 @@ def _normalise(frame: Any) -> pl.DataFrame:
     failure = (pl.col("failure_case").cast(pl.String) if "failure_case" in cols
                else pl.lit(None, pl.String))
     out = frame.select(
-        pl.when(column.is_null() & pl.col("check").cast(pl.String).str.starts_with("column_in_"))
+        # a missing / unexpected column: pandera names the schema there, we name the column
+        pl.when(pl.col("check").cast(pl.String).str.starts_with("column_in_"))
         .then(failure).otherwise(column).alias("column"),
         pl.col("check").cast(pl.String).alias("check"),
         failure.alias("failure_case"),
