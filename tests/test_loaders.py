@@ -97,6 +97,13 @@ def test_overlapping_sources_do_not_duplicate_files(shards: Path) -> None:
     assert ids(ds.to_arrow())[:3] == [0, 1, 2]
 
 
+def test_recursive_glob_and_invalid_glob(shards: Path) -> None:
+    ds = lk.dataset(str(shards / "**" / "*.parquet"))
+    assert len(ds.files) == 4 and str(shards / "nested" / "shard_0.parquet") in ds.files
+    with pytest.raises(ConfigError, match="glob"):
+        lk.dataset(str(shards / "**.parquet"))
+
+
 def test_hidden_underscore_crc_and_tmp_files_are_ignored(tmp_path: Path) -> None:
     root = tmp_path / "out"
     write(root / "part-0.parquet", events(2, 0))
@@ -210,6 +217,12 @@ def test_partition_filters_select_rows_by_partition(hive: Path) -> None:
     nulls = ds.to_arrow(filter=pc.field("year").is_null(), columns=["id"])
     assert nulls.to_pydict() == {"id": [999]}
     assert ds.count_rows(filter=[("year", "in", [2020, 2021])]) == 12
+
+
+def test_filters_mixing_partition_and_data_columns(hive: Path) -> None:
+    t = lk.load(hive, filter=(pc.field("year") == 2020) | (pc.field("id") == 151),
+                columns=["id", "year"])
+    assert sorted(ids(t)) == [0, 1, 2, 50, 51, 52, 151]
 
 
 def test_partition_filter_skips_whole_files_without_opening_them(hive: Path) -> None:
@@ -390,6 +403,19 @@ def test_compatible_schemas_widen_and_missing_columns_are_null(tmp_path: Path) -
         "i": [1, 2, 3], "f": [0.5, 1.5, 2.5], "n": [None, None, "x"], "extra": [None, None, True],
     }
     assert ds.to_arrow(filter=[("extra", "=", True)], columns=["i"]).to_pydict() == {"i": [3]}
+
+
+def test_column_order_and_empty_files_across_shards(tmp_path: Path) -> None:
+    write(tmp_path / "a.parquet", pa.table({"x": [1], "y": ["a"]}))
+    write(tmp_path / "b.parquet", pa.table({"y": ["b"], "x": [2]}))
+    write(tmp_path / "c.parquet", pa.table({"x": pa.array([], pa.int64()),
+                                            "y": pa.array([], pa.string())}))
+    ds = lk.dataset(tmp_path)
+    assert ds.to_arrow().to_pydict() == {"x": [1, 2], "y": ["a", "b"]}
+    assert ds.count_rows() == 2
+    none = ds.to_arrow(filter=[("x", ">", 100)])
+    assert none.num_rows == 0 and none.schema == ds.schema
+    assert list(ds.to_pandas(filter=[("x", ">", 100)]).columns) == ["x", "y"]
 
 
 def test_incompatible_schemas_name_both_files_and_the_column(tmp_path: Path) -> None:

@@ -253,6 +253,21 @@ def test_count_rows_reads_footers_only() -> None:
     assert fs.bytes_read <= 5 * FOOTER_TAIL
 
 
+def test_nested_columns_are_pruned_and_filtered_remotely() -> None:
+    fs = BlobFS()
+    t = pa.table({
+        "id": [1, 2, 3],
+        "s": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, None],
+        "l": [[1, 2], [], None],
+        "m": pa.array([[("k", 1)], [], None], pa.map_(pa.string(), pa.int64())),
+    })
+    fs.put_table("n/a.parquet", t)
+    for columns in (["s"], ["l", "id"], ["m"]):
+        assert lk.load("n/a.parquet", filesystem=fs, columns=columns).equals(t.select(columns))
+    got = lk.load("n/a.parquet", filesystem=fs, columns=["id"], filter=pc.field("s", "a") == 2)
+    assert got.to_pydict() == {"id": [2]}
+
+
 def test_user_filesystem_missing_and_corrupt_files() -> None:
     fs = BlobFS()
     fs.put_table("lake/ok/a.parquet", events(3))

@@ -118,7 +118,10 @@ def _expand(location: Location, source: str, partitioning: str | None) -> list[F
     fs = location.fs
     what = location.url_of(source)
     if _has_magic(source):
-        found: dict[str, Any] = retry_call(lambda: fs.glob(source, detail=True), what=what)
+        try:
+            found: dict[str, Any] = retry_call(lambda: fs.glob(source, detail=True), what=what)
+        except ValueError as exc:  # fsspec rejects malformed patterns ("a/**.parquet")
+            raise ConfigError(f"{what}: invalid glob pattern ({exc})") from None
         base = _glob_base(source)
         infos: dict[str, Any] = {}
         for p, info in found.items():
