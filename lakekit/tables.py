@@ -34,8 +34,8 @@ from lakekit.errors import (
 )
 from lakekit.load.filters import Filter
 from lakekit.storage import Location, resolve, retry_call
-from lakekit.tables_io import Arrowish, as_arrow, check_metadata, delta_errors, replayable
-from lakekit.tables_schema import schema_changes, write_conflicts
+from lakekit.tables_io import Source, as_arrow, check_metadata, delta_errors
+from lakekit.tables_schema import fill_missing, schema_changes, write_conflicts
 from lakekit.tables_tags import TagStore, check_tag_name
 from lakekit.tables_types import Commit, CompactResult, TableDiff, VacuumResult
 
@@ -197,6 +197,7 @@ class Table:
             )
         if schema_mode != "overwrite":
             self._check_schema(dt, source.schema, allow_new=schema_mode == "merge", what=mode)
+            source = fill_missing(source, pa.schema(dt.schema().to_arrow()))
         return self._commit_write(source, mode=mode, schema_mode=schema_mode,
                                   partition_by=parts, metadata=meta)
 
@@ -224,18 +225,17 @@ class Table:
         keys = [on] if isinstance(on, str) else list(on)
         if not keys:
             raise ConfigError("upsert needs at least one key column in on=")
-        for k in keys:
-            if "`" in k:
-                raise ConfigError(f"key column names may not contain backticks: {k!r}")
         meta = check_metadata(metadata)
         source = as_arrow(data)
-        table = source if isinstance(source, pa.Table) else source.read_all()
+        with delta_errors(self._location, "upsert", source=source):
+            data = source.data
+            table = data if isinstance(data, pa.Table) else data.read_all()
         missing = [k for k in keys if k not in table.schema.names]
         if missing:
             raise SchemaMismatchError(f"upsert: the data has no key column(s) {missing}")
         _check_unique(table, keys)
         if not self.exists:
-            return self._create(table, "append", None, meta)
+            return self._create(Source(table), "append", None, meta)
         dt = self._latest()
         absent = [k for k in keys if k not in pa.schema(dt.schema().to_arrow()).names]
         if absent:
@@ -243,7 +243,13 @@ class Table:
                 f"{self.uri}: upsert key column(s) {absent} are not in the table"
             )
         self._check_schema(dt, table.schema, allow_new=False, what="upsert")
+        for name in table.schema.names:
+            if "`" in name:
+                raise ConfigError(f"upsert: column names may not contain backticks: {name!r}")
+        # Only the data's columns are updated; a column it lacks keeps its value on update
+        # and is null on insert.
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        values = {f"`{c}`": f"s.`{c}`" for c in table.schema.names}
         with delta_errors(self._location, "upsert"):
             (
                 dt.merge(
@@ -251,8 +257,8 @@ class Table:
                     commit_properties=self._commit_properties(meta),
                     post_commithook_properties=self._hooks(),
                 )
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
+                .when_matched_update(updates=values)
+                .when_not_matched_insert(updates=values)
                 .execute()
             )
         return int(dt.version())
@@ -591,15 +597,15 @@ class Table:
                 "the files away."
             )
 
-    def _create(self, source: Arrowish, mode: str, parts: list[str] | None,
+    def _create(self, source: Source, mode: str, parts: list[str] | None,
                 meta: dict[str, Any]) -> int:
         from deltalake import write_deltalake
 
         self._check_empty_location()
         write_id = uuid.uuid4().hex
         props = self._commit_properties({**meta, "lakekit.write_id": write_id})
-        with delta_errors(self._location, "creating the table"):
-            write_deltalake(self._uri, source, mode=mode,  # type: ignore[call-overload]
+        with delta_errors(self._location, "creating the table", source=source):
+            write_deltalake(self._uri, source.data, mode=mode,  # type: ignore[call-overload]
                             partition_by=parts, storage_options=self._delta_options,
                             commit_properties=props, post_commithook_properties=self._hooks())
         dt = self._latest()
@@ -609,17 +615,17 @@ class Table:
                 return int(entry["version"])
         return int(dt.version())
 
-    def _commit_write(self, source: Arrowish, *, mode: str, schema_mode: str | None,
+    def _commit_write(self, source: Source, *, mode: str, schema_mode: str | None,
                       partition_by: list[str] | None, metadata: dict[str, Any]) -> int:
         from deltalake import write_deltalake
 
-        attempts = APPEND_ATTEMPTS if mode == "append" and replayable(source) else 1
+        attempts = APPEND_ATTEMPTS if mode == "append" and source.replayable else 1
         for attempt in range(1, attempts + 1):
             dt = self._latest()
             try:
-                with delta_errors(self._location, f"{mode} write"):
+                with delta_errors(self._location, f"{mode} write", source=source):
                     write_deltalake(
-                        dt, source, mode=mode,  # type: ignore[call-overload]
+                        dt, source.data, mode=mode,  # type: ignore[call-overload]
                         schema_mode=schema_mode,
                         partition_by=partition_by if schema_mode == "overwrite" else None,
                         commit_properties=self._commit_properties(metadata),

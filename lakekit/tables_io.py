@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 import pyarrow as pa
@@ -28,13 +29,55 @@ from lakekit.errors import (
 from lakekit.storage import Location, is_transient
 from lakekit.tables_types import _STANDARD_KEYS
 
-__all__ = ["Arrowish", "as_arrow", "check_metadata", "delta_errors", "replayable"]
+__all__ = ["Arrowish", "Source", "as_arrow", "check_metadata", "delta_errors"]
 
 Arrowish = Union[pa.Table, pa.RecordBatchReader]  # noqa: UP007 (a runtime alias on 3.10)
 
 
-def as_arrow(data: Any) -> Arrowish:
-    """A pyarrow Table (replayable) or RecordBatchReader (streamed once) for ``data``."""
+@dataclass
+class Source:
+    """Data to write: a pyarrow Table (replayable) or a RecordBatchReader (read once).
+
+    ``failure`` collects an error raised while the stream was read, so that the caller
+    sees it rather than deltalake's wrapper around it.
+    """
+
+    data: Arrowish
+    failure: list[BaseException] = field(default_factory=list)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.data.schema
+
+    @property
+    def replayable(self) -> bool:
+        """True when the data can be written again after a failed commit."""
+        return isinstance(self.data, pa.Table)
+
+    def replace(self, data: Arrowish) -> Source:
+        return Source(data, self.failure)
+
+
+def as_arrow(data: Any) -> Source:
+    """The :class:`Source` for ``data`` (see :data:`Arrowish`)."""
+    out = _arrow(data)
+    if isinstance(out, pa.Table):
+        return Source(out)
+    failure: list[BaseException] = []
+    return Source(pa.RecordBatchReader.from_batches(out.schema, _guard(out, failure)), failure)
+
+
+def _guard(
+    batches: Iterable[pa.RecordBatch], failure: list[BaseException]
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    except BaseException as exc:
+        failure.append(exc)
+        raise
+
+
+def _arrow(data: Any) -> Arrowish:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -122,8 +165,31 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def delta_errors(location: Location, what: str, *, version: int | None = None) -> Iterator[None]:
-    """Translate deltalake / object-store exceptions raised inside the block."""
+def delta_errors(
+    location: Location, what: str, *, version: int | None = None, source: Source | None = None
+) -> Iterator[None]:
+    """Translate deltalake / object-store exceptions raised inside the block.
+
+    When the write was reading a stream that failed (a bad batch, a loader error), that
+    error is raised rather than deltalake's wrapper around it.
+    """
+    try:
+        yield
+    except LakekitError:
+        raise
+    except Exception as exc:
+        if source is not None and source.failure:
+            first = source.failure[0]
+            if isinstance(first, LakekitError):
+                raise first from None
+            raise TableError(
+                f"{location.url}: {what}: reading the data failed: "
+                f"{type(first).__name__}: {_text(location, first)}"
+            ) from first
+        raise _translate(location, what, version, exc) from None
+
+
+def _translate(location: Location, what: str, version: int | None, exc: Exception) -> Exception:
     from deltalake.exceptions import (
         CommitFailedError,
         DeltaError,
@@ -132,45 +198,33 @@ def delta_errors(location: Location, what: str, *, version: int | None = None) -
     from deltalake.exceptions import SchemaMismatchError as DeltaSchemaMismatch
 
     url = location.url
-    try:
-        yield
-    except LakekitError:
-        raise
-    except TableNotFoundError:
-        raise NotFoundError(f"{url}: no Delta table here (no _delta_log)") from None
-    except DeltaSchemaMismatch as exc:
-        raise SchemaMismatchError(f"{url}: {what}: {_text(location, exc)}") from None
-    except CommitFailedError as exc:
-        raise CommitConflictError(
-            f"{url}: {what} conflicted with a concurrent commit: {_text(location, exc)}"
-        ) from None
-    except FileNotFoundError as exc:
+    text = _text(location, exc)
+    if isinstance(exc, TableNotFoundError):
+        return NotFoundError(f"{url}: no Delta table here (no _delta_log)")
+    if isinstance(exc, DeltaSchemaMismatch):
+        return SchemaMismatchError(f"{url}: {what}: {text}")
+    if isinstance(exc, CommitFailedError):
+        return CommitConflictError(f"{url}: {what} conflicted with a concurrent commit: {text}")
+    if isinstance(exc, FileNotFoundError):
         if version is not None:
-            raise VersionNotFoundError(
+            return VersionNotFoundError(
                 f"{url}: version {version} can no longer be read: a data file it needs is "
-                f"gone (removed by vacuum?): {_text(location, exc)}"
-            ) from None
-        raise NotFoundError(f"{url}: {what}: {_text(location, exc)}") from None
-    except DeltaError as exc:
-        text = _text(location, exc)
+                f"gone (removed by vacuum?): {text}"
+            )
+        return NotFoundError(f"{url}: {what}: {text}")
+    if isinstance(exc, DeltaError):
         low = text.lower()
         if version is not None and ("version" in low or "logsegment" in low):
-            raise VersionNotFoundError(
-                f"{url}: version {version} cannot be loaded ({text})"
-            ) from None
+            return VersionNotFoundError(f"{url}: version {version} cannot be loaded ({text})")
         if "already exists" in low or "conflict" in low or "concurrent" in low:
-            raise CommitConflictError(f"{url}: {what}: {text}") from None
-        raise TableError(f"{url}: {what} failed: {text}") from None
-    except OSError as exc:
+            return CommitConflictError(f"{url}: {what}: {text}")
+        return TableError(f"{url}: {what} failed: {text}")
+    if isinstance(exc, OSError):
         kind = "transient storage error" if is_transient(exc) else "storage error"
-        raise StorageError(f"{url}: {what}: {kind}: {_text(location, exc)}") from None
+        return StorageError(f"{url}: {what}: {kind}: {text}")
+    return TableError(f"{url}: {what} failed: {type(exc).__name__}: {text}")
 
 
 def _text(location: Location, exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return location.redact(" ".join(lines)[:600]) or type(exc).__name__
-
-
-def replayable(source: Arrowish) -> bool:
-    """True when ``source`` can be written again after a failed commit."""
-    return isinstance(source, pa.Table)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.types as pat
 
+from lakekit.tables_io import Source
 from lakekit.tables_types import ColumnChange
 
-__all__ = ["normalize", "schema_changes", "write_conflicts"]
+__all__ = ["fill_missing", "normalize", "schema_changes", "write_conflicts"]
 
 _INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4}
 _UINT_FITS = {pa.uint8(): 2, pa.uint16(): 3, pa.uint32(): 4}  # smallest signed rank it fits
@@ -68,7 +69,8 @@ def write_conflicts(
 ) -> list[str]:
     """Why ``data`` cannot be written into a table of schema ``table`` (empty: it can).
 
-    Columns missing from ``data`` are fine (they are written as nulls); extra columns are
+    Nullable columns missing from ``data`` are fine (see :func:`fill_missing`), required
+    ones are conflicts; extra columns are
     conflicts unless ``allow_new_columns``; a column of another type is a conflict unless
     the type widens losslessly.
 
@@ -79,7 +81,10 @@ def write_conflicts(
     ["column 'id': the table has int64, the data has string"]
     """
     existing = {f.name: f.type for f in table}
-    problems: list[str] = []
+    problems: list[str] = [
+        f"required column {f.name!r} ({normalize(f.type)}, not null) is missing from the data"
+        for f in table if not f.nullable and f.name not in data.names
+    ]
     for f in data:
         if f.name not in existing:
             if not allow_new_columns:
@@ -90,6 +95,27 @@ def write_conflicts(
                 f"the data has {normalize(f.type)}"
             )
     return problems
+
+
+def fill_missing(source: Source, table: pa.Schema) -> Source:
+    """Add the table's nullable columns that ``source`` lacks, as nulls of the table's type."""
+    missing = [f for f in table if f.name not in source.schema.names and f.nullable]
+    if not missing:
+        return source
+    schema = source.schema
+    for f in missing:
+        schema = schema.append(pa.field(f.name, f.type, nullable=True))
+
+    def widen(batch: pa.RecordBatch) -> pa.RecordBatch:
+        arrays = list(batch.columns) + [pa.nulls(batch.num_rows, f.type) for f in missing]
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    data = source.data
+    if isinstance(data, pa.Table):
+        for f in missing:
+            data = data.append_column(pa.field(f.name, f.type), pa.nulls(data.num_rows, f.type))
+        return source.replace(data)
+    return source.replace(pa.RecordBatchReader.from_batches(schema, (widen(b) for b in data)))
 
 
 def schema_changes(

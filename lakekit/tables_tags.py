@@ -130,7 +130,7 @@ class TagStore:
             where = f" (version {existing.version})" if existing else ""
             raise TableError(
                 f"{self._location.url}: tag {name!r} already exists{where}; "
-                "pass force=True to move it"
+                "pass force=True (--force on the command line) to move it"
             ) from None
         fs.invalidate_cache(self._dir)
         return tag

@@ -13,8 +13,7 @@ __all__ = ["ColumnChange", "Commit", "CompactResult", "TableDiff", "VacuumResult
 _STANDARD_KEYS = frozenset({
     "timestamp", "operation", "operationParameters", "operationMetrics", "engineInfo",
     "clientVersion", "version", "readVersion", "isolationLevel", "isBlindAppend",
-    "userId", "userName", "txnId", "inCommitTimestamp", "job", "notebook", "clusterId",
-    "lakekit.write_id",
+    "userId", "userName", "txnId", "inCommitTimestamp", "lakekit.write_id",
 })
 
 
