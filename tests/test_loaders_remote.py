@@ -242,6 +242,42 @@ def test_iter_batches_keeps_fetched_bytes_within_the_budget() -> None:
     assert ahead <= 1.25 * budget < len(data) / 4
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "pyarrow's streaming CSV reader reads up to ~32 blocks ahead of the consumer "
+    "(16 MiB blocks in lakekit/load/csv.py), so a CSV file is fetched far beyond the "
+    "memory budget; needs a bounded block reader like the JSONL one"))
+def test_csv_iter_batches_keeps_fetched_bytes_within_the_budget() -> None:
+    import pyarrow.csv as pacsv
+
+    n = 1_500_000
+    table = pa.table({"id": np.arange(n), "x": np.arange(n) * 2})
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(table, buf)
+    data = buf.getvalue().to_pybytes()
+    fs = BlobFS()
+    fs.put("lake/big.csv", data)
+    ds = lk.dataset("lake/big.csv", filesystem=fs)
+    assert ds.schema.names == ["id", "x"]
+    budget = 4 << 20
+    fs.reset()
+    batches = ds.iter_batches(batch_size=10_000, memory_budget=budget)
+    first = next(batches)
+    assert first.num_rows == 10_000
+    assert fs.bytes_read <= 2 * budget < len(data) / 2
+    batches.close()
+
+
+def test_progress_reports_bytes_and_files(capsys: pytest.CaptureFixture[str]) -> None:
+    fs = BlobFS(delay=lambda path: 0.05)  # slow enough for the bar to refresh
+    for i in range(12):
+        fs.put_table(f"lake/p/part_{i}.parquet", events(100, i * 100))
+    ds = lk.dataset("lake/p", filesystem=fs, schema=SCHEMA)
+    assert ds.to_arrow(workers=1, progress=True).num_rows == 1_200
+    err = capsys.readouterr().err
+    assert "lakekit parquet" in err
+    assert re.search(r"\d+/12 files", err), err
+
+
 def test_count_rows_reads_footers_only() -> None:
     fs = BlobFS()
     for i in range(5):
@@ -278,6 +314,21 @@ def test_user_filesystem_missing_and_corrupt_files() -> None:
     with pytest.raises(FormatError, match=re.escape("blobfs://lake/bad/a.parquet")):
         lk.load("lake/bad", filesystem=fs)
     assert ids(lk.load("blobfs://lake/ok", filesystem=fs)) == [0, 1, 2]
+
+
+def test_delta_on_a_user_filesystem_is_a_clear_error(tmp_path: object) -> None:
+    import os
+
+    local = os.path.join(str(tmp_path), "t")
+    write_deltalake(local, events(2))
+    fs = BlobFS()
+    for root, _, files in os.walk(local):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                fs.put("lake/t/" + os.path.relpath(full, local), f.read())
+    with pytest.raises(lk.errors.ConfigError, match="Delta tables are not supported"):
+        lk.dataset("lake/t", filesystem=fs)
 
 
 # -- S3 (moto) ------------------------------------------------------------------------------
