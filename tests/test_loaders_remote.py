@@ -3,6 +3,7 @@ counts every byte it serves (passed with ``filesystem=``), and S3 (a real moto s
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import uuid
@@ -108,6 +109,56 @@ def test_round_trip_through_byte_ranges(n: int, row_group_size: int, shards: int
                      row_group_size=row_group_size)
     got = lk.load("rt", columns=columns, filesystem=fs, workers=4)
     assert got.equals(table.select(columns))
+
+
+_range_lists = st.lists(
+    st.tuples(st.one_of(st.integers(0, 1 << 17), st.integers(0, 1 << 28)),
+              st.one_of(st.integers(1, 1 << 14), st.integers(1, 40 << 20))),
+    max_size=40,
+).map(lambda pairs: [(start, start + length) for start, length in pairs])
+
+
+@settings(max_examples=200, deadline=None)
+@given(ranges=_range_lists, seed=st.randoms())
+def test_merge_ranges_invariants(ranges: list[tuple[int, int]], seed: random.Random) -> None:
+    from lakekit.load.parquet import HOLE_MIN, HOLE_RATIO, merge_ranges
+
+    out = merge_ranges(ranges)
+    shuffled = list(ranges)
+    seed.shuffle(shuffled)
+    assert merge_ranges(shuffled) == out  # order of the requests does not matter
+    # sorted, disjoint and separated by real gaps
+    assert all(s < e for s, e in out)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(out))
+    # every requested range is covered by exactly one request
+    for s, e in ranges:
+        assert sum(1 for os_, oe in out if os_ <= s and e <= oe) == 1
+    starts, ends = {s for s, _ in ranges}, {e for _, e in ranges}
+    for os_, oe in out:
+        # requests begin and end on requested bytes: nothing is fetched past the edges
+        assert os_ in starts and oe in ends
+        # and a hole fetched inside a request is small next to what it holds
+        inside = sorted((s, e) for s, e in ranges if os_ <= s and e <= oe)
+        reach = inside[0][1]
+        for s, e in inside[1:]:
+            if s > reach:
+                assert s - reach <= max(HOLE_MIN, HOLE_RATIO * (oe - os_))
+            reach = max(reach, e)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=st.lists(st.tuples(st.integers(min_value=1, max_value=1 << 20),
+                                st.integers(min_value=1, max_value=40 << 20)), max_size=30))
+def test_merge_ranges_caps_merged_requests(pairs: list[tuple[int, int]]) -> None:
+    """Ranges separated by real gaps are never merged into a request above MAX_REQUEST."""
+    from lakekit.load.parquet import MAX_REQUEST, merge_ranges
+
+    ranges, pos = [], 0
+    for gap, length in pairs:
+        ranges.append((pos + gap, pos + gap + length))
+        pos += gap + length
+    for s, e in merge_ranges(ranges):
+        assert e - s <= MAX_REQUEST or (s, e) in ranges
 
 
 # -- a user-written filesystem that counts bytes --------------------------------------------
