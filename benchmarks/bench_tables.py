@@ -1,0 +1,221 @@
+"""Versioned-table benchmarks (issue 3). Prints Markdown tables with ratios.
+
+1. Time travel cost: a table with 1,000 small append commits (lakekit writes, so the
+   default checkpoint every 100 commits). Opening and reading version 10, version 500
+   and the latest, each with a fresh ``lk.Table`` (a new process would pay the same log
+   replay), and ``history()``. Target: old-version reads within 1.5x of latest reads.
+   Baseline: the same 1,000 commits written with checkpoints turned off, where every open
+   replays the whole JSON log.
+2. Concurrent appends: 4 writer processes appending to one table on the moto S3 server
+   at once (conditional put), against 1 process doing the same number of commits alone.
+   Commits per second, deltalake's commit retries (from ``history()`` metrics), and a
+   check that every row is present exactly once.
+
+Usage: python benchmarks/bench_tables.py [--commits 1000] [--writers 4] [--appends 25]
+       [--repeat 5] [--s3-commits 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+from deltalake import PostCommitHookProperties, write_deltalake
+
+import lakekit as lk
+
+
+def batch(start: int, n: int, writer: int = 0) -> pa.Table:
+    return pa.table({
+        "id": pa.array(range(start, start + n), pa.int64()),
+        "writer": pa.array([writer] * n, pa.int64()),
+        "value": pa.array([float(i) for i in range(start, start + n)]),
+    })
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``repeat`` runs (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# -- 1. time travel ------------------------------------------------------------------------
+
+def build_tables(root: str, commits: int, options: dict[str, Any] | None) -> tuple[str, str]:
+    """The same commits twice: through lakekit (checkpoints) and with checkpoints off."""
+    with_cp, without_cp = f"{root}/with_checkpoints", f"{root}/no_checkpoints"
+    t = lk.Table(with_cp, storage_options=options)
+    delta_opts = t._location.delta_storage_options() or None  # the benchmark's own baseline
+    base_uri = lk.Table(without_cp, storage_options=options)._location.delta_uri()
+    no_cp = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+    t0 = time.perf_counter()
+    for i in range(commits):
+        t.write(batch(i * 10, 10))
+        write_deltalake(base_uri, batch(i * 10, 10), mode="append",
+                        storage_options=delta_opts, post_commithook_properties=no_cp)
+    print(f"built 2 x {commits} commits in {time.perf_counter() - t0:.1f}s")
+    return with_cp, without_cp
+
+
+def bench_time_travel(root: str, commits: int, repeat: int,
+                      options: dict[str, Any] | None, where: str) -> None:
+    with_cp, without_cp = build_tables(root, commits, options)
+    latest = commits - 1
+    versions = [10, commits // 2, latest]
+
+    def open_at(uri: str, v: int) -> Callable[[], Any]:
+        return lambda: lk.Table(uri, storage_options=options).dataset(v)
+
+    def read_at(uri: str, v: int) -> Callable[[], Any]:
+        return lambda: lk.Table(uri, storage_options=options).read(v)
+
+    rows = []
+    results: dict[tuple[str, int], float] = {}
+    opens: dict[tuple[str, int], float] = {}
+    for label, uri in (("lakekit (checkpoints)", with_cp), ("no checkpoints", without_cp)):
+        for v in versions:
+            o = timed(open_at(uri, v), repeat)
+            r = timed(read_at(uri, v), repeat)
+            results[(label, v)], opens[(label, v)] = r, o
+            rows.append((label, v, o, r))
+    hist = timed(lambda: lk.Table(with_cp, storage_options=options).history(), repeat)
+    hist_base = timed(lambda: lk.Table(without_cp, storage_options=options).history(), repeat)
+
+    print(f"\n### 1. Time travel on {commits:,} small commits ({where}; median of {repeat})\n")
+    print("| table | version | files | open (log replay) | open vs latest | full read "
+          "| read vs latest |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ref_open = opens[("lakekit (checkpoints)", latest)]
+    ref_read = results[("lakekit (checkpoints)", latest)]
+    for label, v, o, r in rows:
+        print(f"| {label} | {v}{' (latest)' if v == latest else ''} | {v + 1} | "
+              f"{o * 1000:.1f} ms | {o / ref_open:.2f}x | {r * 1000:.1f} ms | "
+              f"{r / ref_read:.2f}x |")
+    print(f"\n`history()` of {commits:,} commits: {hist * 1000:.0f} ms "
+          f"(no-checkpoint baseline: {hist_base * 1000:.0f} ms)")
+    lk_label = "lakekit (checkpoints)"
+    r10, rmid = (results[(lk_label, v)] / ref_read for v in (10, commits // 2))
+    o10, omid = (opens[(lk_label, v)] / ref_open for v in (10, commits // 2))
+    ok = "met" if max(r10, rmid, o10, omid) <= 1.5 else "NOT met"
+    print(f"\nread: version 10 / latest {r10:.2f}x, version {commits // 2} / latest {rmid:.2f}x; "
+          f"open: {o10:.2f}x and {omid:.2f}x (target <= 1.5x: {ok})")
+    base_latest = results[("no checkpoints", latest)]
+    print(f"latest read without checkpoints / with: "
+          f"{base_latest / results[('lakekit (checkpoints)', latest)]:.2f}x")
+
+
+# -- 2. concurrent appends -----------------------------------------------------------------
+
+def _writer(uri: str, options: dict[str, Any], writer: int, appends: int,
+            ready: Any, go: Any, out: Any) -> None:
+    t = lk.Table(uri, storage_options=options)
+    _ = t.version  # load the log before the clock starts
+    ready.put(writer)
+    go.wait(120)
+    t0 = time.perf_counter()
+    for i in range(appends):
+        t.write(batch(writer * 1_000_000 + i * 10, 10, writer))
+    out.put((writer, time.perf_counter() - t0))
+
+
+def run_writers(uri: str, options: dict[str, Any], writers: int, appends: int) -> float:
+    """Wall seconds from 'go' until the last writer finished."""
+    ctx = mp.get_context("spawn")
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(uri, options, w, appends, ready, go, out))
+             for w in range(writers)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=180)
+    t0 = time.perf_counter()
+    go.set()
+    for _ in procs:
+        out.get(timeout=600)
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join(60)
+        if p.exitcode != 0:
+            raise SystemExit(f"writer exited with {p.exitcode}")
+    return wall
+
+
+def check_table(
+    uri: str, options: dict[str, Any], writers: int, appends: int
+) -> tuple[int, int, int, bool]:
+    t = lk.Table(uri, storage_options=options)
+    history = t.history()
+    writes = [c for c in history if c.operation == "WRITE" and c.version > 0]
+    retries = [int(c.metrics.get("num_retries", 0)) for c in writes]
+    got = sorted(t.read(columns=["id"]).column("id").to_pylist())
+    want = sorted([-1] + [w * 1_000_000 + i * 10 + k for w in range(writers)
+                          for i in range(appends) for k in range(10)])
+    consecutive = [c.version for c in history] == list(range(t.version, -1, -1))
+    return len(writes), sum(retries), max(retries, default=0), got == want and consecutive
+
+
+def bench_concurrent(writers: int, appends: int) -> None:
+    from lakekit.local_servers import moto_s3_server
+
+    with moto_s3_server() as s3:
+        s3.create_bucket("bench")
+        options = s3.storage_options
+        rows = []
+        for n, per in ((1, writers * appends), (writers, appends)):
+            uri = f"s3://bench/appends_{n}"
+            lk.Table(uri, storage_options=options).write(batch(-1, 1, -1))
+            wall = run_writers(uri, options, n, per)
+            commits, retries, worst, ok = check_table(uri, options, n, per)
+            rows.append((n, commits, wall, retries, worst, ok))
+    print(f"\n### 2. Concurrent appends on the moto S3 server ({writers} x {appends} commits)\n")
+    print("| writers | commits | wall | commits/s | vs 1 writer | deltalake commit retries "
+          "(total / max per commit) | every row once, versions consecutive |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    base = rows[0][1] / rows[0][2]
+    for n, commits, wall, retries, worst, ok in rows:
+        rate = commits / wall
+        print(f"| {n} | {commits} | {wall:.1f} s | {rate:.1f} | {rate / base:.2f}x | "
+              f"{retries} / {worst} | {'yes' if ok else 'NO'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--commits", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--writers", type=int, default=4)
+    ap.add_argument("--appends", type=int, default=25)
+    ap.add_argument("--s3-commits", type=int, default=0,
+                    help="also run benchmark 1 on the moto S3 server with this many commits")
+    ap.add_argument("--skip", choices=["travel", "concurrent"], default=None)
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, date {time.strftime('%Y-%m-%d')}")
+    if args.skip != "travel":
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_time_travel(tmp, args.commits, args.repeat, None, "local disk")
+        if args.s3_commits:
+            from lakekit.local_servers import moto_s3_server
+
+            with moto_s3_server() as s3:
+                s3.create_bucket("travel")
+                bench_time_travel("s3://travel", args.s3_commits, args.repeat,
+                                  s3.storage_options, "moto S3")
+    if args.skip != "concurrent":
+        bench_concurrent(args.writers, args.appends)
+
+
+if __name__ == "__main__":
+    main()
