@@ -246,6 +246,13 @@ def test_columns_are_returned_in_the_requested_order(shards: Path) -> None:
     assert t.column("value").to_pylist()[:2] == [500.0, 500.5]
 
 
+def test_no_columns_still_counts_rows(shards: Path) -> None:
+    t = lk.load(shards, columns=[])
+    assert (t.num_columns, t.num_rows) == (0, 11)
+    assert lk.load(shards, columns=[], n_rows=4).num_rows == 4
+    assert lk.load(shards, columns=[], filter=[("id", ">=", 100)]).num_rows == 5
+
+
 def test_expression_and_dnf_filters_agree(shards: Path) -> None:
     ds = lk.dataset(shards)
     dnf = ds.to_arrow(filter=[("id", ">=", 10), ("user", "!=", "u3")])

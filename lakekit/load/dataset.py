@@ -192,7 +192,10 @@ class Dataset:
         target = self.schema.empty_table().select(columns).schema
         if not tables:
             return target.empty_table()
-        out = pa.concat_tables(tables)
+        if columns:
+            out = pa.concat_tables(tables)
+        else:  # pa.concat_tables drops the row count of tables without columns
+            out = pa.Table.from_batches([b for t in tables for b in t.to_batches()], target)
         if n_rows is not None and out.num_rows > n_rows:
             out = out.slice(0, n_rows)
         return out
