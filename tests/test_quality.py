@@ -369,6 +369,20 @@ def test_dataset_input_and_directory_input_agree(tmp_path: Path) -> None:
     assert by_path.rows_checked == by_ds.rows_checked == 300
 
 
+def test_table_input_and_table_results(tmp_path: Path) -> None:
+    table = lk.Table(str(tmp_path / "events"))
+    table.write(events(250, newest=now() - timedelta(minutes=1)))
+    history = lk.Table(str(tmp_path / "checks"))
+    report = lk.check(table, "events", schemas_dir=SCHEMAS, results_table=history,
+                      freshness=lk.Freshness(column="event_time", max_age="10m"),
+                      volume=lk.Volume(min_rows=250))
+    assert report.status == "pass", report.summary()
+    assert report.source == table.uri
+    assert report.rows_checked == 250
+    assert history.version == 0
+    assert history.read().num_rows == 3
+
+
 def test_unknown_schema_lists_what_is_available(tmp_path: Path) -> None:
     (tmp_path / "orders.yaml").write_text("columns:\n  id:\n    dtype: Int64\n")
     with pytest.raises(ConfigError) as info:

@@ -10,9 +10,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from lakekit.quality.sources import guard
-from lakekit.storage import resolve
-
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -57,21 +54,12 @@ def append_summary(
 
     ``results_table`` is a URI (resolved with ``storage_options``) or a lakekit ``Table``.
     """
-    data = summary_table(report)
-    table_write = getattr(results_table, "write", None)
-    if not isinstance(results_table, str) and callable(table_write):
-        table_write(data, mode="append")
-        return
-    from deltalake import write_deltalake
+    from lakekit.tables import Table
 
-    location = resolve(str(results_table), storage_options=storage_options)
-    guard(
-        lambda: write_deltalake(
-            location.delta_uri(), data, mode="append",
-            storage_options=location.delta_storage_options() or None,
-        ),
-        what=f"results table {location.url}", redact=location.redact,
-    )
+    data = summary_table(report)
+    table = results_table if isinstance(results_table, Table) else Table(
+        str(results_table), storage_options=storage_options)
+    table.write(data, mode="append")
 
 
 def _number(value: Any) -> float | None:

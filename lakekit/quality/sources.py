@@ -187,11 +187,9 @@ def open_source(
         kind: Kind = "delta" if obj.format == "delta" else "files"
         label = location.url + (f"@v{obj.version}" if obj.version is not None else "")
         return Source(kind, label, location=location, version=obj.version, _dataset=obj)
-    table_uri = _table_uri(obj)
-    if table_uri is not None:
-        uri, options = table_uri
-        location = resolve(uri, storage_options=options or storage_options)
-        return Source("delta", location.url, location=location)
+    table_location = _table_location(obj)
+    if table_location is not None:
+        return Source("delta", table_location.url, location=table_location)
     if isinstance(obj, (str, os.PathLike)):
         text = os.fspath(obj)
         if not text.strip():
@@ -207,21 +205,14 @@ def open_source(
     )
 
 
-def _table_uri(obj: Any) -> tuple[str, Mapping[str, Any] | None] | None:
-    """``(uri, storage_options)`` of a lakekit ``Table``, else None."""
-    try:
-        from lakekit.tables import Table
-    except ImportError:
-        return None
+def _table_location(obj: Any) -> Location | None:
+    """The resolved location of a lakekit ``Table``, else None."""
+    from lakekit.tables import Table
+
     if not isinstance(obj, Table):
         return None
-    location = getattr(obj, "location", None) or getattr(obj, "_location", None)
-    if isinstance(location, Location):
-        return location.url_of(location.path), location.secrets()
-    uri = getattr(obj, "uri", None)
-    if uri is None:
-        raise ConfigError("this lakekit Table does not expose its URI")
-    return str(uri), getattr(obj, "storage_options", None)
+    location = obj._location  # the Table's resolved location (credentials stay inside)
+    return location
 
 
 def _as_polars(obj: Any) -> pl.DataFrame | None:
