@@ -582,8 +582,11 @@ def test_damaged_page_header_is_a_format_error_naming_the_file(tmp_path: Path) -
 # -- progress -------------------------------------------------------------------------------
 
 def test_progress_bar_goes_to_stderr_only_when_asked(
-    shards: Path, capsys: pytest.CaptureFixture[str]
+    shards: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)  # not a notebook here
     lk.load(shards, progress=True)
     out, err = capsys.readouterr()
     assert "lakekit parquet" in err and out == ""
