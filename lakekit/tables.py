@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -56,6 +57,9 @@ APPEND_ATTEMPTS = 3
 # A version's files that are not in the latest version are checked one by one up to this
 # many; beyond it, one listing of the table directory is cheaper.
 _EXISTS_CHECKS = 64
+# While another writer creates the table: how many times to look again (0.25 s apart).
+_CREATE_WAITS = 12
+_DELTA_FILE = re.compile(r"^(_delta_log|part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.\w+)?\.parquet)$")
 
 Mode = Literal["append", "overwrite"]
 SchemaMode = Literal["merge", "overwrite"]
@@ -186,7 +190,7 @@ class Table:
             missing = [c for c in parts if c not in source.schema.names]
             if missing:
                 raise ConfigError(f"partition_by names columns the data lacks: {missing}")
-        if not self.exists:
+        if self._needs_create():
             return self._create(source, mode, parts, meta)
         dt = self._latest()
         existing_parts = list(dt.metadata().partition_columns)
@@ -234,7 +238,7 @@ class Table:
         if missing:
             raise SchemaMismatchError(f"upsert: the data has no key column(s) {missing}")
         _check_unique(table, keys)
-        if not self.exists:
+        if self._needs_create():
             return self._create(Source(table), "append", None, meta)
         dt = self._latest()
         absent = [k for k in keys if k not in pa.schema(dt.schema().to_arrow()).names]
@@ -573,7 +577,34 @@ class Table:
                 + f". Nothing was written{hint}."
             )
 
-    def _check_empty_location(self) -> None:
+    def _needs_create(self) -> bool:
+        """True when there is no table yet and the location is free to create one.
+
+        A location holding other files is a :class:`TableError`. Files that look like a
+        table another writer is creating right now (deltalake's ``part-...`` data files, a
+        ``_delta_log`` without a commit yet) are waited for, a bounded while.
+        """
+        if self._dt is not None:
+            return False
+        for _ in range(_CREATE_WAITS):
+            if self.exists:
+                return False
+            others = self._foreign_entries()
+            if not others:
+                return True
+            if not all(_DELTA_FILE.match(name) for name in others):
+                break
+            time.sleep(0.25)
+        if self.exists:
+            return False
+        raise TableError(
+            f"{self.uri} holds {len(others)} file(s) or folder(s) (e.g. {others[0]!r}) but "
+            "no Delta log (_delta_log): it is not a Delta table, and lakekit will not "
+            "create one mixed into existing files. Write to an empty location, or move "
+            "the files away."
+        )
+
+    def _foreign_entries(self) -> list[str]:
         fs = self._location.fs
         path = self._location.path.rstrip("/")
         fs.invalidate_cache(path)
@@ -587,21 +618,13 @@ class Table:
                 return []
 
         entries = retry_call(listing, what=f"{self.uri}: listing")
-        others = [p for p in entries if p.rstrip("/").rsplit("/", 1)[-1] != "_lakekit"]
-        if others:
-            example = others[0].rstrip("/").rsplit("/", 1)[-1]
-            raise TableError(
-                f"{self.uri} holds {len(others)} file(s) or folder(s) (e.g. {example!r}) but "
-                "no Delta log (_delta_log): it is not a Delta table, and lakekit will not "
-                "create one mixed into existing files. Write to an empty location, or move "
-                "the files away."
-            )
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in entries)
+        return [n for n in names if n != "_lakekit"]
 
     def _create(self, source: Source, mode: str, parts: list[str] | None,
                 meta: dict[str, Any]) -> int:
         from deltalake import write_deltalake
 
-        self._check_empty_location()
         write_id = uuid.uuid4().hex
         props = self._commit_properties({**meta, "lakekit.write_id": write_id})
         with delta_errors(self._location, "creating the table", source=source):
