@@ -61,6 +61,7 @@ def test_check_json_and_failure_cases(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["--max-age", "1h"], "not found"),
+    (["--max-age", "1h", "--storage-option", "no-equals-sign"], "expects KEY=VALUE"),
     (["--schema", "no_such_schema"], "available: events"),
     (["--max-age", "soon"], "duration like"),
     ([], "nothing to check"),
@@ -87,7 +88,8 @@ def test_invalid_schema_file_exit_2_names_the_file(table: str, tmp_path: Path,
 
 def test_console_script_runs_as_a_process(table: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lakekit.cli", "check", table, "--max-age", "1s",
+        [sys.executable, "-m", "lakekit.cli", "check", table, "--freshness-column",
+         "event_time", "--max-age", "30m",
          "--storage-option", "AWS_SECRET_ACCESS_KEY=hunter2-secret"],
         capture_output=True, text=True, timeout=120,
     )

@@ -25,6 +25,14 @@ def register(
     storage_options: Callable[[Sequence[str] | None], dict[str, str]],
 ) -> None:
     """Add ``check`` and the ``infer`` form of ``schema`` to the ``lakekit`` parser."""
+    def options(pairs: Sequence[str] | None) -> dict[str, str]:
+        try:
+            return storage_options(pairs)
+        except SystemExit as exc:  # a malformed KEY=VALUE is a usage error: exit 2
+            from lakekit.errors import ConfigError
+
+            raise ConfigError(str(exc.code).removeprefix("lakekit: ")) from None
+
     p = sub.add_parser(
         "check", help="check a dataset: pandera schema, freshness, volume (exit 1 on fail)",
         description="Check a dataset or Delta table. Exit status: 0 pass or warn, 1 fail, "
@@ -51,7 +59,7 @@ def register(
                    help="append the report's summary to this Delta table")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     add_storage_option(p)
-    p.set_defaults(handler=lambda args: _cmd_check(args, storage_options(args.storage_option)))
+    p.set_defaults(handler=lambda args: _cmd_check(args, options(args.storage_option)))
 
     schema = sub.choices.get("schema")
     if schema is None:
@@ -70,7 +78,7 @@ def register(
 
     def schema_handler(args: argparse.Namespace) -> int:
         if args.source == "infer" and args.infer_source is not None:
-            return _cmd_infer(args, storage_options(args.storage_option))
+            return _cmd_infer(args, options(args.storage_option))
         if args.infer_source is not None:
             schema.error(f"unexpected argument {args.infer_source!r} (did you mean "
                          f"'lakekit schema infer {args.infer_source}'?)")
