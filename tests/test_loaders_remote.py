@@ -293,10 +293,6 @@ def test_iter_batches_keeps_fetched_bytes_within_the_budget() -> None:
     assert ahead <= 1.25 * budget < len(data) / 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pyarrow's streaming CSV reader reads up to ~32 blocks ahead of the consumer "
-    "(16 MiB blocks in lakekit/load/csv.py), so a CSV file is fetched far beyond the "
-    "memory budget; needs a bounded block reader like the JSONL one"))
 def test_csv_iter_batches_keeps_fetched_bytes_within_the_budget() -> None:
     import pyarrow.csv as pacsv
 

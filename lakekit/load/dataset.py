@@ -350,7 +350,8 @@ class Dataset:
                 )
             else:
                 tables = self._text_tables(
-                    entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar
+                    entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar,
+                    block_size=max(64 << 10, min(16 << 20, budget // 4)),
                 )
             try:
                 yield from tables
@@ -419,6 +420,8 @@ class Dataset:
         workers: int,
         n_rows: int | None,
         bar: Progress,
+        *,
+        block_size: int,
     ) -> Iterator[pa.Table]:
         schema = self.schema
         file_cols = [c for c in needed if c not in self._partition_fields.names]
@@ -436,6 +439,7 @@ class Dataset:
                 columns=file_cols,
                 on_bad_lines=self._on_bad_lines,
                 tally=tally,
+                block_size=block_size,
             ):
                 yield self._finish(pa.Table.from_batches([batch]), entry, needed, columns, expr)
 
@@ -446,12 +450,10 @@ class Dataset:
             return pa.concat_tables(parts) if parts else target.empty_table()
 
         try:
-            if workers > 1 and len(entries) > 1:
-                window = 1 if n_rows is not None else None
-                yield from ordered_map(
-                    whole, entries, workers=workers if window is None else 1, window=window
-                )
+            if workers > 1 and len(entries) > 1 and n_rows is None:
+                yield from ordered_map(whole, entries, workers=workers)
             else:
+                # Streaming (iter_batches, n_rows): block by block, so reading stops early.
                 for entry in entries:
                     yield from batches(entry)
                     bar.advance(entry.size or 0, files=1)
@@ -552,6 +554,7 @@ def _read_text(
     columns: list[str],
     on_bad_lines: str,
     tally: Any,
+    block_size: int,
 ) -> Iterator[pa.RecordBatch]:
     if fmt == "jsonl":
         from lakekit.load.jsonl import compression_of, read_jsonl_batches
@@ -563,14 +566,16 @@ def _read_text(
             compression=compression_of(path),
             schema=schema,
             columns=columns,
-            on_bad_lines=on_bad_lines,
+            on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
             tally=tally,
+            block_size=block_size,
         )
     from lakekit.load.csv import read_csv_batches
     from lakekit.load.jsonl import compression_of
 
     return read_csv_batches(
-        fs, path, url=url, compression=compression_of(path), schema=schema, columns=columns
+        fs, path, url=url, compression=compression_of(path), schema=schema, columns=columns,
+        block_size=block_size,
     )
 
 
