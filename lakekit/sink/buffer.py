@@ -1,20 +1,24 @@
 """The sink's batch buffer: consumed messages packed for bulk decoding.
 
-Message values are appended, newline-separated, to one ``bytearray`` (the layout
-``pyarrow.json`` reads without a copy); offsets, timestamps, lengths and keys go into
-compact arrays. A flushed buffer becomes a :class:`RawBatch`, which is what the decoders
-and the commit protocol work on.
+Each poll's values of one partition are joined, newline-separated, into one ``bytes``
+chunk (one C-level copy, no per-message Python work beyond collecting the values);
+offsets, timestamps, lengths and keys go into compact arrays. A flushed buffer becomes a
+:class:`RawBatch`, which the decoders read as one newline-delimited stream
+(:meth:`RawBatch.reader`) without concatenating the chunks.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 __all__ = ["BatchBuffer", "RawBatch", "TopicPartitionKey"]
 
@@ -22,19 +26,51 @@ TopicPartitionKey = tuple[str, int]
 """A (topic, partition) pair; the sink's own name for kafka-python's ``TopicPartition``."""
 
 _PER_MESSAGE_OVERHEAD = 40  # bytes of bookkeeping per message (arrays + key reference)
+_VALUE = attrgetter("value")
+_OFFSET = attrgetter("offset")
+_TIMESTAMP = attrgetter("timestamp")
+_KEY = attrgetter("key")
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only stream over consecutive memoryview slices."""
+
+    def __init__(self, parts: list[memoryview]) -> None:
+        self._parts = parts
+        self._i = 0
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        out = memoryview(b).cast("B")
+        n = 0
+        while n < len(out) and self._i < len(self._parts):
+            part = self._parts[self._i]
+            take = min(len(out) - n, len(part) - self._pos)
+            out[n : n + take] = part[self._pos : self._pos + take]
+            n += take
+            self._pos += take
+            if self._pos == len(part):
+                self._i += 1
+                self._pos = 0
+        return n
 
 
 @dataclass
 class RawBatch:
     """A batch of consumed messages, ready to decode.
 
-    ``data`` holds every value followed by ``b"\\n"``; message ``i`` is
-    ``data[starts[i] : starts[i] + lengths[i]]``. Values with a raw newline (allowed as
-    whitespace in JSON) are stored with the newline replaced by a space; their original
-    bytes are in ``originals``. ``tombstones`` marks messages whose value was ``None``.
+    The values, each followed by ``b"\\n"``, are stored in ``chunks``; message ``i`` starts
+    at byte ``starts[i]`` of their concatenation and is ``lengths[i]`` bytes long. Values
+    with a raw newline (allowed as whitespace in JSON) are stored with the newline
+    replaced by a space; their original bytes are in ``originals``. ``tombstones`` marks
+    messages whose value was ``None``.
     """
 
-    data: bytearray
+    chunks: list[bytes]
+    chunk_starts: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
     part_index: np.ndarray
@@ -51,7 +87,17 @@ class RawBatch:
     @property
     def nbytes(self) -> int:
         """Bytes of buffered message data."""
-        return len(self.data)
+        return sum(map(len, self.chunks))
+
+    def _chunk_of(self, pos: int) -> int:
+        return int(np.searchsorted(self.chunk_starts, pos, side="right")) - 1
+
+    def stored(self, i: int) -> bytes:
+        """Message ``i`` as stored (newlines replaced; ``b""`` for a tombstone)."""
+        start = int(self.starts[i])
+        c = self._chunk_of(start)
+        local = start - int(self.chunk_starts[c])
+        return self.chunks[c][local : local + int(self.lengths[i])]
 
     def value(self, i: int) -> bytes | None:
         """The original value of message ``i`` (``None`` for a tombstone)."""
@@ -59,13 +105,24 @@ class RawBatch:
             return None
         if i in self.originals:
             return self.originals[i]
-        start = int(self.starts[i])
-        return bytes(self.data[start : start + int(self.lengths[i])])
+        return self.stored(i)
 
-    def where(self, i: int) -> str:
-        """``topic[partition]@offset`` of message ``i``, for error messages."""
-        topic, partition = self.partitions[int(self.part_index[i])]
-        return f"{topic}[{partition}]@{int(self.offsets[i])}"
+    def reader(self, i: int, j: int) -> pa.NativeFile:
+        """Messages ``i`` to ``j - 1`` as one newline-delimited stream, without a copy
+        of the whole range."""
+        begin = int(self.starts[i])
+        end = int(self.starts[j - 1] + self.lengths[j - 1]) + 1
+        c0, c1 = self._chunk_of(begin), self._chunk_of(end - 1)
+        if c0 == c1:
+            base = int(self.chunk_starts[c0])
+            view = memoryview(self.chunks[c0])[begin - base : end - base]
+            return pa.BufferReader(pa.py_buffer(view))
+        parts = []
+        for c in range(c0, c1 + 1):
+            base = int(self.chunk_starts[c])
+            chunk = memoryview(self.chunks[c])
+            parts.append(chunk[max(0, begin - base) : min(len(chunk), end - base)])
+        return pa.PythonFile(io.BufferedReader(_ChunkReader(parts), 1 << 20), mode="r")
 
     def last_offsets(self) -> dict[TopicPartitionKey, int]:
         """The last offset of each topic-partition in the batch."""
@@ -84,7 +141,9 @@ class BatchBuffer:
         self._reset()
 
     def _reset(self) -> None:
-        self._data = bytearray()
+        self._chunks: list[bytes] = []
+        self._chunk_starts = array("q")
+        self._size = 0
         self._starts = array("q")
         self._lengths = array("q")
         self._part = array("i")
@@ -104,7 +163,7 @@ class BatchBuffer:
     @property
     def nbytes(self) -> int:
         """Approximate memory held: values, keys and per-message bookkeeping."""
-        return len(self._data) + self._key_bytes + _PER_MESSAGE_OVERHEAD * len(self._offsets)
+        return self._size + self._key_bytes + _PER_MESSAGE_OVERHEAD * len(self._offsets)
 
     def partitions(self) -> list[TopicPartitionKey]:
         """The topic-partitions with messages in the buffer."""
@@ -112,7 +171,8 @@ class BatchBuffer:
 
     def add(self, tp: TopicPartitionKey, records: Sequence[Any]) -> None:
         """Append kafka-python ``ConsumerRecord`` s of one topic-partition."""
-        if not records:
+        n = len(records)
+        if not n:
             return
         if self.first_at is None:
             self.first_at = time.monotonic()
@@ -121,31 +181,44 @@ class BatchBuffer:
             pid = self._part_ids[tp] = len(self._partitions)
             self._partitions.append(tp)
         base = len(self._offsets)
-        values: list[bytes] = [r.value for r in records]
-        tomb = [v is None for v in values]
-        if any(tomb):
+        values: list[Any] = list(map(_VALUE, records))
+        tomb = None
+        if None in values:
+            tomb = [v is None for v in values]
             values = [b"" if v is None else v for v in values]
-        joined = b"\n".join(values)
-        n = len(values)
-        if joined.count(b"\n") != n - 1 or b"\r" in joined:
+        values.append(b"")  # the join then ends with a newline too
+        chunk = b"\n".join(values)
+        values.pop()
+        # one line per message unless a value holds a raw newline (JSON whitespace)
+        if (np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) != n
+                or b"\r" in chunk):
             values = self._replace_newlines(values, base)
-            joined = b"\n".join(values)
+            values.append(b"")
+            chunk = b"\n".join(values)
+            values.pop()
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         starts = np.empty(n, dtype=np.int64)
-        starts[0] = len(self._data)
+        starts[0] = self._size
         np.cumsum(lengths[:-1] + 1, out=starts[1:])
-        starts[1:] += starts[0]
-        self._data += joined
-        self._data += b"\n"
+        starts[1:] += self._size
+        self._chunk_starts.append(self._size)
+        self._chunks.append(chunk)
+        self._size += len(chunk)
         self._starts.frombytes(starts.tobytes())
         self._lengths.frombytes(lengths.tobytes())
         self._part.extend([pid] * n)
-        self._offsets.extend([r.offset for r in records])
-        self._timestamps.extend([r.timestamp if r.timestamp is not None else -1 for r in records])
-        keys = [r.key for r in records]
+        self._offsets.extend(map(_OFFSET, records))
+        stamps = list(map(_TIMESTAMP, records))
+        if None in stamps:
+            stamps = [-1 if t is None else t for t in stamps]
+        self._timestamps.extend(stamps)
+        keys = list(map(_KEY, records))
         self._keys.extend(keys)
-        self._key_bytes += sum(len(k) for k in keys if k is not None)
-        self._tombstones.extend(tomb)
+        self._key_bytes += sum(map(len, filter(None, keys)))
+        if tomb is None:
+            self._tombstones.frombytes(bytes(n))
+        else:
+            self._tombstones.extend(tomb)
 
     def _replace_newlines(self, values: list[bytes], base: int) -> list[bytes]:
         out = []
@@ -163,38 +236,17 @@ class BatchBuffer:
             return 0
         batch = self.take()
         keep = ~np.isin(batch.part_index, list(drop_ids))
-        dropped = int((~keep).sum())
-        for i in np.flatnonzero(keep):
-            tp = batch.partitions[int(batch.part_index[i])]
-            pid = self._part_ids.get(tp)
-            if pid is None:
-                pid = self._part_ids[tp] = len(self._partitions)
-                self._partitions.append(tp)
-            if self.first_at is None:
-                self.first_at = time.monotonic()
-            value = batch.value(int(i))
-            start = len(self._data)
-            stored = b"" if value is None else value
-            if int(i) in batch.originals:
-                self._originals[len(self._offsets)] = stored
-                stored = stored.replace(b"\n", b" ").replace(b"\r", b" ")
-            self._data += stored
-            self._data += b"\n"
-            self._starts.append(start)
-            self._lengths.append(len(stored))
-            self._part.append(pid)
-            self._offsets.append(int(batch.offsets[i]))
-            self._timestamps.append(int(batch.timestamps[i]))
-            key = batch.keys[int(i)]
-            self._keys.append(key)
-            self._key_bytes += len(key) if key is not None else 0
-            self._tombstones.append(int(batch.tombstones[i]))
-        return dropped
+        for pid, tp in enumerate(batch.partitions):
+            rows = np.flatnonzero(keep & (batch.part_index == pid))
+            if len(rows):
+                self.add(tp, [_Kept(batch, int(i)) for i in rows])
+        return int((~keep).sum())
 
     def take(self) -> RawBatch:
         """Hand the buffered messages over as a :class:`RawBatch` and start empty."""
         batch = RawBatch(
-            data=self._data,
+            chunks=self._chunks,
+            chunk_starts=np.frombuffer(self._chunk_starts, dtype=np.int64).copy(),
             starts=np.frombuffer(self._starts, dtype=np.int64).copy(),
             lengths=np.frombuffer(self._lengths, dtype=np.int64).copy(),
             part_index=np.frombuffer(self._part, dtype=np.int32).copy(),
@@ -207,3 +259,16 @@ class BatchBuffer:
         )
         self._reset()
         return batch
+
+
+class _Kept:
+    """A buffered message re-added after :meth:`BatchBuffer.drop` (quacks like a record)."""
+
+    __slots__ = ("key", "offset", "timestamp", "value")
+
+    def __init__(self, batch: RawBatch, i: int) -> None:
+        self.value = batch.value(i)
+        self.offset = int(batch.offsets[i])
+        ts = int(batch.timestamps[i])
+        self.timestamp = ts if ts >= 0 else None
+        self.key = batch.keys[i]

@@ -182,14 +182,12 @@ class JsonDecoder(Decoder):
         self._present = batch.lengths > 0
         self._cum = np.concatenate(([0], np.cumsum(self._present)))
         self._batch = batch
-        self._view = memoryview(batch.data)
         self._extra = extra
         self._schema = schema
         pieces: list[tuple[pa.Table, np.ndarray]] = []
         try:
             self._range(0, n, pieces, errors)
         finally:
-            self._view.release()
             del self._batch
         decoded = _concat(pieces, errors)
         decoded.errors.sort(key=lambda e: e.index)
@@ -198,14 +196,12 @@ class JsonDecoder(Decoder):
 
     def _parse(self, i: int, j: int) -> pa.Table:
         b = self._batch
-        start = int(b.starts[i])
-        end = int(b.starts[j - 1] + b.lengths[j - 1]) + 1
         longest = int(b.lengths[i:j].max()) + 2
         read = pj.ReadOptions(use_threads=True, block_size=max(_MIN_BLOCK, longest))
         parse = pj.ParseOptions(explicit_schema=self._schema,
                                 unexpected_field_behavior=self._extra)
-        return pj.read_json(pa.BufferReader(pa.py_buffer(self._view[start:end])),
-                            read_options=read, parse_options=parse)
+        with b.reader(i, j) as source:
+            return pj.read_json(source, read_options=read, parse_options=parse)
 
     def _range(self, i: int, j: int, pieces: list[tuple[pa.Table, np.ndarray]],
                errors: list[RowError]) -> None:

@@ -440,13 +440,22 @@ class KafkaDeltaSink:
 
     def _submit(self, reason: str) -> None:
         """Hand the buffer to the commit thread (after the previous job is done)."""
+        if self._future is not None and not self._future.done():
+            start = time.monotonic()
+            self._future.exception()  # wait; _collect re-raises
+            waited = time.monotonic() - start
+            with self._lock:
+                self._stats = replace(self._stats,
+                                      wait_seconds=self._stats.wait_seconds + waited)
         self._collect(block=True)
         if not len(self._buffer):
             return
         batch = self._buffer.take()
         expected = {tp: self._expected.get(tp) for tp in batch.partitions}
         assert self._executor is not None
-        self._future = self._executor.submit(self._job, batch, expected, reason)
+        # the job takes the batch out of the list, so that the raw bytes can be freed as
+        # soon as they are decoded (the executor keeps its arguments until the job ends)
+        self._future = self._executor.submit(self._job, [batch], expected, reason)
 
     def _collect(self, *, block: bool) -> None:
         """Apply the result of the finished job (waiting for it when ``block``)."""
@@ -465,12 +474,13 @@ class KafkaDeltaSink:
             except BaseException as exc:
                 log.debug("in-flight commit failed while stopping: %s", exc)
 
-    def _job(self, batch: RawBatch, expected: dict[TopicPartitionKey, int | None],
+    def _job(self, box: list[RawBatch], expected: dict[TopicPartitionKey, int | None],
              reason: str) -> _JobResult:
         start = time.monotonic()
+        batch = box.pop()
         nrecords, nbytes = len(batch), batch.nbytes
         request = self._prepare(batch, expected)
-        del batch  # the raw bytes are no longer needed; free them before writing
+        del batch  # the raw bytes are no longer needed: free them before writing
         prepared = time.monotonic()
         outcome = commit_batch(self._main, self._dead, request)
         done = time.monotonic()

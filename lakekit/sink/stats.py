@@ -88,7 +88,9 @@ class SinkStats:
     elapsed_seconds: float = 0.0
     """Wall time of the run so far."""
     commit_seconds: float = 0.0
-    """Total time spent committing (decode, validate, write)."""
+    """Total time spent committing (decode, validate, write), in the commit thread."""
+    wait_seconds: float = 0.0
+    """Time the consume loop waited for the previous commit to finish (backpressure)."""
     last_commit: CommitSummary | None = None
     """The most recent commit."""
 

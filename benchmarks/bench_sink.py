@@ -1,0 +1,372 @@
+"""Kafka-to-Delta sink benchmarks (issue 4), on a local Tansu broker and Delta on local disk.
+
+1. throughput: 1 KB JSON messages in 4 partitions. Baseline: raw kafka-python consumption
+   of the same topic in the same run (the ceiling for this client). Target: >= 75%.
+2. files: average file size and commits per minute at the default settings, on a backlog
+   and at a steady 1 MB/s; baselines: a naive loop that writes one Delta commit per poll
+   (measured) and kafka-delta-ingest's defaults (computed from its documented settings:
+   commit when the buffered file reaches 128 MB or 300 s have passed).
+3. memory: peak RSS of a sink process draining a large topic at the default settings
+   (max_batch_bytes = 64 MB); target: < 2 x max_batch_bytes + 200 MB. Baseline: the RSS
+   of the same process after imports, before consuming.
+
+Run: ``python benchmarks/bench_sink.py [throughput|files|memory|all] [--messages N]
+[--memory-mb MB]``. Prints Markdown tables for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lakekit.local_servers import KafkaBroker, tansu_broker
+
+MSG_BYTES = 1024
+PARTITIONS = 4
+SESSION = {"session_timeout_ms": 6000}
+
+
+# --- data ---------------------------------------------------------------------------------
+
+_VOCABULARY = (
+    "the a of to and in for on with by at from page view click buy cart item price "
+    "user session search result home product detail checkout payment shipping order "
+    "mobile desktop tablet android ios chrome firefox safari campaign email social "
+    "organic paid referral banner video play pause stop share like comment follow "
+    "red green blue small medium large new used sale discount coupon gift card "
+    "error timeout retry success failed pending accepted rejected region europe asia "
+    "america africa north south east west morning evening night weekday weekend"
+)
+_WORDS = np.array([w.encode() for w in _VOCABULARY.split(" ")], dtype=object)
+
+
+def make_messages(start: int, n: int, rng: np.random.Generator) -> list[bytes]:
+    """``n`` distinct JSON events of about 1 KB each (a text field of random words)."""
+    kinds = [b"view", b"click", b"buy"]
+    users = rng.integers(0, 10_000, n)
+    amounts = rng.random(n) * 100
+    words = rng.integers(0, len(_WORDS), size=(n, 200))
+    out = []
+    for i in range(n):
+        head = (b'{"id":%d,"user":"user-%d","kind":"%s","amount":%.3f,"ts":"2024-05-01T12:%02d:'
+                b'%02dZ","tags":["a","b"],"text":"'
+                % (start + i, users[i], kinds[i % 3], amounts[i], (i // 60) % 60, i % 60))
+        text = b" ".join(_WORDS[words[i]])[: MSG_BYTES - len(head) - 2]
+        out.append(head + text + b'"}')
+    return out
+
+
+def produce(broker: KafkaBroker, topic: str, n: int, *, seed: int = 1,
+            rate_mb_s: float | None = None) -> float:
+    """Produce ``n`` messages round-robin over the partitions; returns MB produced."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=20,
+                             batch_size=1 << 20, max_request_size=16 << 20, acks=1,
+                             )
+    rng = np.random.default_rng(seed)
+    chunk = 20_000 if rate_mb_s is None else 1000
+    sent = 0
+    nbytes = 0
+    start = time.monotonic()
+    while sent < n:
+        msgs = make_messages(sent, min(chunk, n - sent), rng)
+        for i, m in enumerate(msgs):
+            producer.send(topic, value=m, partition=(sent + i) % PARTITIONS)
+        sent += len(msgs)
+        nbytes += sum(map(len, msgs))
+        if rate_mb_s is not None:
+            ahead = nbytes / (rate_mb_s * 1e6) - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush()
+    producer.close()
+    return nbytes / 1e6
+
+
+# --- 1. throughput ------------------------------------------------------------------------
+
+def raw_consume(broker: KafkaBroker, topic: str, n: int) -> tuple[float, float]:
+    """Raw kafka-python consumption with the sink's fetch settings; (msgs/s, MB/s)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap_servers, group_id=f"raw-{time.time_ns()}",
+        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
+        fetch_max_bytes=50 << 20, **SESSION,
+    )
+    count = nbytes = 0
+    first = None
+    deadline = time.monotonic() + 600
+    while count < n and time.monotonic() < deadline:
+        for recs in consumer.poll(timeout_ms=500).values():
+            if first is None:
+                first = time.monotonic()
+            count += len(recs)
+            nbytes += sum(len(r.value) for r in recs)
+    elapsed = time.monotonic() - (first or time.monotonic())
+    consumer.close()
+    return count / elapsed, nbytes / elapsed / 1e6
+
+
+def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
+                 **options: Any) -> tuple[float, float, Any, float]:
+    """The sink from its first record to the Delta commit of its last one (leaving the
+    group afterwards is not counted); (msgs/s, MB/s, stats, elapsed)."""
+    import lakekit as lk
+
+    sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=broker.bootstrap_servers,
+                             group_id=f"sink-{time.time_ns()}", consumer_config=SESSION,
+                             **options)
+    marks: dict[str, float] = {}
+
+    def watch() -> None:
+        while "end" not in marks:
+            s = sink.stats
+            if s.records_in and "first" not in marks:
+                marks["first"] = time.monotonic()
+            if s.rows_written + s.dead_lettered >= n:
+                marks["end"] = time.monotonic()
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stats = sink.run(max_messages=n)
+    watcher.join(timeout=1)
+    elapsed = marks.get("end", time.monotonic()) - marks["first"]
+    return stats.records_in / elapsed, stats.bytes_in / elapsed / 1e6, stats, elapsed
+
+
+def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict[str, Any]:
+    topic = "bench-throughput"
+    broker.create_topic(topic, PARTITIONS)
+    mb = produce(broker, topic, n)
+    print(f"produced {n:,} messages ({mb:.0f} MB) to {PARTITIONS} partitions", flush=True)
+    raws, sinks = [], []
+    for rep in range(reps):
+        raws.append(raw_consume(broker, topic, n))
+        print(f"raw kafka-python: {raws[-1][0]:,.0f} msg/s, {raws[-1][1]:.1f} MB/s", flush=True)
+        table = str(root / f"throughput-{rep}")
+        sinks.append(sink_consume(broker, topic, n, table))
+        print(f"sink: {sinks[-1][0]:,.0f} msg/s, {sinks[-1][1]:.1f} MB/s", flush=True)
+    raws.append(raw_consume(broker, topic, n))
+    print(f"raw kafka-python: {raws[-1][0]:,.0f} msg/s, {raws[-1][1]:.1f} MB/s", flush=True)
+    # each sink run against the mean of the raw runs just before and after it
+    ratios = [s[0] / ((raws[i][0] + raws[i + 1][0]) / 2) for i, s in enumerate(sinks)]
+    best = int(np.argsort(ratios)[len(ratios) // 2])
+    return {"n": n, "mb": mb, "raws": raws, "sinks": sinks, "ratios": ratios,
+            "ratio": float(np.median(ratios)), "sink": sinks[best],
+            "table": str(root / f"throughput-{best}")}
+
+
+# --- 2. files -----------------------------------------------------------------------------
+
+def table_shape(table: str) -> tuple[int, float, int]:
+    """(files, average file MB, data commits) of a Delta table."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(table)
+    actions = dt.get_add_actions(flatten=True).to_pydict()
+    sizes = actions["size_bytes"]
+    commits = sum(1 for h in dt.history() if h.get("operation") == "WRITE")
+    return len(sizes), (sum(sizes) / len(sizes) / 1e6 if sizes else 0.0), commits
+
+
+def naive_per_poll(broker: KafkaBroker, topic: str, n: int, table: str) -> tuple[float, float]:
+    """A hand-written loop: json.loads each message, one Delta commit per poll (500 msgs).
+
+    Returns (commits per minute, elapsed seconds)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap_servers, group_id=f"naive-{time.time_ns()}",
+        auto_offset_reset="earliest", enable_auto_commit=False, **SESSION,
+    )
+    count = commits = 0
+    first = None
+    while count < n:
+        for recs in consumer.poll(timeout_ms=500, max_records=500).values():
+            if first is None:
+                first = time.monotonic()
+            rows = [json.loads(r.value) for r in recs[: n - count]]
+            write_deltalake(table, pa.Table.from_pylist(rows), mode="append")
+            consumer.commit()
+            count += len(rows)
+            commits += 1
+            if count >= n:
+                break
+    elapsed = time.monotonic() - (first or time.monotonic())
+    consumer.close()
+    return commits / (elapsed / 60), elapsed
+
+
+def bench_files(broker: KafkaBroker, throughput: dict[str, Any], root: Path,
+                steady_seconds: float) -> dict[str, Any]:
+    files, avg_mb, commits = table_shape(throughput["table"])
+    elapsed = throughput["sink"][3]
+    backlog = {"files": files, "avg_mb": avg_mb, "commits": commits,
+               "per_min": commits / (elapsed / 60), "mb_s": throughput["sink"][1]}
+    # steady 1 MB/s for steady_seconds, sink at defaults running alongside
+    topic = "bench-steady"
+    broker.create_topic(topic, PARTITIONS)
+    rate = 1.0
+    n = int(rate * 1e6 * steady_seconds / MSG_BYTES)
+    producer = threading.Thread(target=produce, args=(broker, topic, n),
+                                kwargs={"rate_mb_s": rate, "seed": 2})
+    producer.start()
+    steady_table = str(root / "steady")
+    sink = sink_consume(broker, topic, n, steady_table)
+    producer.join()
+    s_files, s_avg, s_commits = table_shape(steady_table)
+    steady = {"files": s_files, "avg_mb": s_avg, "commits": s_commits,
+              "per_min": s_commits / (sink[3] / 60), "mb_s": rate}
+    naive_n = 20_000
+    naive_table = str(root / "naive")
+    naive_rate, _ = naive_per_poll(broker, "bench-throughput", naive_n, naive_table)
+    n_files, n_avg, _ = table_shape(naive_table)
+    naive = {"files": n_files, "avg_mb": n_avg, "per_min": naive_rate}
+    # kafka-delta-ingest defaults: --allowed_latency 300 s, --min_bytes_per_file 128 MB
+    # (measured in buffered parquet bytes); compression ratio taken from our own files.
+    ratio = avg_mb * files / (throughput["mb"]) if throughput["mb"] else 1.0
+    kdi = {}
+    for name, mb_s in (("backlog", backlog["mb_s"]), ("steady", rate)):
+        seconds_per_file = min(300.0, 128.0 / (mb_s * ratio))
+        kdi[name] = {"avg_mb": min(128.0, mb_s * ratio * 300.0), "per_min": 60 / seconds_per_file}
+    return {"backlog": backlog, "steady": steady, "naive": naive, "kdi": kdi,
+            "compression": ratio}
+
+
+# --- 3. memory ----------------------------------------------------------------------------
+
+_MEMORY_CHILD = r"""
+import json, resource, sys, time
+import lakekit as lk
+import deltalake, kafka, polars, pandera  # noqa: F401  (everything a sink run loads)
+bootstrap, topic, table, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap, group_id="memory",
+                         consumer_config={"session_timeout_ms": 6000})
+idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.monotonic()
+stats = sink.run(max_messages=n)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"idle_mb": idle, "peak_mb": peak, "records": stats.records_in,
+                  "rows": stats.rows_written, "mb_in": stats.bytes_in / 1e6,
+                  "seconds": time.monotonic() - start, "commits": stats.commits}))
+"""
+
+
+def bench_memory(broker: KafkaBroker, topic_mb: int, root: Path) -> dict[str, Any]:
+    topic = "bench-memory"
+    broker.create_topic(topic, PARTITIONS)
+    n = topic_mb * 1_000_000 // MSG_BYTES
+    start = time.monotonic()
+    mb = produce(broker, topic, n, seed=3)
+    print(f"produced {n:,} messages ({mb:.0f} MB) in {time.monotonic() - start:.0f}s",
+          flush=True)
+    table = str(root / "memory")
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, broker.bootstrap_servers, topic, table, str(n)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"memory child failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["topic_mb"] = mb
+    result["limit_mb"] = 2 * 64 + 200
+    return result
+
+
+# --- report -------------------------------------------------------------------------------
+
+def machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB RAM, "
+            f"Python {platform.python_version()}, Linux {platform.release()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="?", default="all",
+                        choices=["throughput", "files", "memory", "all"])
+    parser.add_argument("--messages", type=int, default=300_000,
+                        help="messages per throughput run (default 300,000 = ~300 MB)")
+    parser.add_argument("--memory-mb", type=int, default=2000,
+                        help="topic size for the memory run (default 2000 MB)")
+    parser.add_argument("--steady-seconds", type=float, default=40.0)
+    parser.add_argument("--reps", type=int, default=3, help="sink runs, interleaved with raw")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-sink-"))
+    print(f"machine: {machine()}\ndate: {datetime.date.today()}", flush=True)
+    try:
+        with tansu_broker() as broker:
+            tp = None
+            if args.which in ("throughput", "files", "all"):
+                tp = bench_throughput(broker, args.messages, root, args.reps)
+                print("\n### 1. Throughput (1 KB JSON, 4 partitions, Delta on local disk)\n")
+                print("| run | messages/s | MB/s | sink vs ceiling |\n"
+                      "| --- | ---: | ---: | ---: |")
+                for i, raw in enumerate(tp["raws"]):
+                    print(f"| raw kafka-python consumer (ceiling) #{i + 1} | {raw[0]:,.0f} | "
+                          f"{raw[1]:.1f} | |")
+                    if i < len(tp["sinks"]):
+                        s = tp["sinks"][i]
+                        print(f"| lakekit sink, end to end #{i + 1} | {s[0]:,.0f} | {s[1]:.1f} | "
+                              f"{tp['ratios'][i]:.0%} |")
+                print(f"\nmedian sink / ceiling: **{tp['ratio']:.0%}** (each sink run against "
+                      f"the mean of the raw runs before and after it); {tp['n']:,} messages "
+                      f"({tp['mb']:.0f} MB) per run; target >= 75%.", flush=True)
+            if args.which in ("files", "all") and tp is not None:
+                fl = bench_files(broker, tp, root, args.steady_seconds)
+                print("\n### 2. Files and commits at the default settings\n")
+                print("| writer | input | files | avg file MB | commits/min |\n"
+                      "| --- | --- | ---: | ---: | ---: |")
+                for name, label in (("backlog", f"backlog ({fl['backlog']['mb_s']:.0f} MB/s)"),
+                                    ("steady", "steady 1 MB/s")):
+                    r = fl[name]
+                    print(f"| lakekit sink (defaults: 100k rows / 64 MB / 10 s) | {label} | "
+                          f"{r['files']} | {r['avg_mb']:.1f} | {r['per_min']:.1f} |")
+                for name, label in (("backlog", "backlog"), ("steady", "steady 1 MB/s")):
+                    r = fl["kdi"][name]
+                    print(f"| kafka-delta-ingest defaults (128 MB / 300 s), computed | {label} "
+                          f"| - | {r['avg_mb']:.1f} | {r['per_min']:.1f} |")
+                nv = fl["naive"]
+                print(f"| naive loop, one commit per poll (500 msgs), measured | backlog | "
+                      f"{nv['files']} | {nv['avg_mb']:.2f} | {nv['per_min']:.0f} |")
+                print(f"\nparquet/JSON size ratio of these events: {fl['compression']:.2f}",
+                      flush=True)
+            if args.which in ("memory", "all"):
+                mem = bench_memory(broker, args.memory_mb, root)
+                print("\n### 3. Peak memory draining a large topic (defaults, "
+                      "max_batch_bytes = 64 MB)\n")
+                print("| measurement | value |\n| --- | ---: |")
+                print(f"| topic size | {mem['topic_mb']:,.0f} MB ({mem['records']:,} messages) |")
+                print(f"| RSS after imports, before consuming (baseline) | "
+                      f"{mem['idle_mb']:.0f} MB |")
+                print(f"| peak RSS while sinking | **{mem['peak_mb']:.0f} MB** |")
+                print(f"| limit: 2 x max_batch_bytes + 200 MB | {mem['limit_mb']} MB |")
+                print(f"| rows written / commits / time | {mem['rows']:,} / {mem['commits']} / "
+                      f"{mem['seconds']:.0f} s |")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"\n(children peak RSS: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}"
+              " KB, includes the broker)")
+
+
+if __name__ == "__main__":
+    main()
