@@ -54,6 +54,9 @@ COMMIT_RETRIES = 100
 # If deltalake still gives up, an append of an in-memory table is written again (whole
 # write: new files, new commit), at most this many times.
 APPEND_ATTEMPTS = 3
+# Tables lakekit creates write a checkpoint every this many commits (deltalake's default
+# is 100, Spark's 10): opening any version replays at most this many JSON commits.
+CHECKPOINT_INTERVAL = 10
 # A version's files that are not in the latest version are checked one by one up to this
 # many; beyond it, one listing of the table directory is cheaper.
 _EXISTS_CHECKS = 64
@@ -630,6 +633,7 @@ class Table:
         with delta_errors(self._location, "creating the table", source=source):
             write_deltalake(self._uri, source.data, mode=mode,  # type: ignore[call-overload]
                             partition_by=parts, storage_options=self._delta_options,
+                            configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
                             commit_properties=props, post_commithook_properties=self._hooks())
         dt = self._latest()
         # Another process may have committed right after us: find our commit by its id.

@@ -388,6 +388,16 @@ def test_compact_merges_small_files_and_checkpoint_is_written(tmp_path: Path) ->
     assert ids(lk.Table(tmp_path / "t").read(2)) == list(range(30))
 
 
+def test_tables_lakekit_creates_checkpoint_every_ten_commits(tmp_path: Path) -> None:
+    t = lk.Table(tmp_path / "t")
+    for i in range(12):
+        t.write(rows(i, 1))
+    log = tmp_path / "t" / "_delta_log"
+    assert sorted(p.name for p in log.glob("*.checkpoint.parquet")) == [
+        "00000000000000000009.checkpoint.parquet"]
+    assert ids(lk.Table(tmp_path / "t").read(10)) == list(range(11))
+
+
 def test_vacuum_keeps_tagged_versions_and_old_versions_fail_clearly(tmp_path: Path) -> None:
     t = lk.Table(tmp_path / "t")
     t.write(rows(0, 2))           # v0, tagged

@@ -13,7 +13,7 @@ import pytest
 import s3fs
 
 import lakekit as lk
-from lakekit.errors import TableError, VersionNotFoundError
+from lakekit.errors import NotFoundError, SchemaMismatchError, TableError, VersionNotFoundError
 
 pytestmark = pytest.mark.s3
 
@@ -96,6 +96,22 @@ def test_plain_files_on_s3_are_not_turned_into_a_table(
     with pytest.raises(TableError, match=r"part-0\.parquet"):
         t.write(rows(2, 1))
     assert not fs.exists(f"{s3_bucket}/raw/_delta_log")
+
+
+def test_secrets_stay_out_of_reprs_and_errors(s3_server: Any, s3_bucket: str) -> None:
+    secret = "sEcReT-value-0123456789"
+    options = {"key": "AKIDEXAMPLE", "secret": secret,
+               "client_kwargs": {"endpoint_url": s3_server.endpoint_url,
+                                 "region_name": s3_server.region}}
+    t = lk.Table(f"s3://{s3_bucket}/missing", storage_options=options)
+    assert secret not in repr(t)
+    with pytest.raises(NotFoundError) as err:
+        t.history()
+    assert secret not in str(err.value) and s3_bucket in str(err.value)
+    t.write(rows(0, 1))
+    with pytest.raises(SchemaMismatchError) as err2:
+        t.write(pa.table({"id": ["x"]}))
+    assert secret not in str(err2.value)
 
 
 def _append_worker(uri: str, options: dict[str, Any], writer: int, n: int, queue: Any) -> None:
