@@ -18,12 +18,11 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from lakekit.errors import (
     CommitConflictError,
@@ -35,7 +34,16 @@ from lakekit.errors import (
 )
 from lakekit.load.filters import Filter
 from lakekit.storage import Location, resolve, retry_call
-from lakekit.tables_io import Source, as_arrow, check_metadata, delta_errors
+from lakekit.tables_io import (
+    Source,
+    as_arrow,
+    as_utc,
+    as_version,
+    check_metadata,
+    check_unique_keys,
+    delta_errors,
+    dnf_to_sql,
+)
 from lakekit.tables_schema import fill_missing, schema_changes, write_conflicts
 from lakekit.tables_tags import TagStore, check_tag_name
 from lakekit.tables_types import Commit, CompactResult, TableDiff, VacuumResult
@@ -240,7 +248,7 @@ class Table:
         missing = [k for k in keys if k not in table.schema.names]
         if missing:
             raise SchemaMismatchError(f"upsert: the data has no key column(s) {missing}")
-        _check_unique(table, keys)
+        check_unique_keys(table, keys)
         if self._needs_create():
             return self._create(Source(table), "append", None, meta)
         dt = self._latest()
@@ -291,7 +299,7 @@ class Table:
         >>> t.delete([("kind", "=", "test")])  # doctest: +SKIP
         3
         """
-        sql = predicate if isinstance(predicate, str) else _dnf_to_sql(predicate)
+        sql = predicate if isinstance(predicate, str) else dnf_to_sql(predicate)
         if not sql.strip():
             raise ConfigError("delete needs a predicate; to empty a table, overwrite it")
         meta = check_metadata(metadata)
@@ -392,7 +400,7 @@ class Table:
         check_tag_name(name)
         latest = self._latest()
         last = int(latest.version())
-        target = last if version is None else _as_version(version)
+        target = last if version is None else as_version(version)
         self._check_exists(target, last)
         if target != last:
             self._check_files(target, self._paths(self._at(target)) - self._paths(latest))
@@ -671,7 +679,7 @@ class Table:
         if sum(given) > 1:
             raise ConfigError("give at most one of version=, as_of= and tag=")
         if version is not None:
-            return _as_version(version)
+            return as_version(version)
         if tag is not None:
             return self._tags.get(tag).version
         if as_of is not None:
@@ -681,10 +689,10 @@ class Table:
     def _ref(self, ref: VersionRef) -> int:
         if isinstance(ref, str) and not ref.isdigit():
             return self._tags.get(ref).version
-        return _as_version(int(ref))
+        return as_version(int(ref))
 
     def _version_as_of(self, when: datetime | date | str) -> int:
-        moment = _as_utc(when)
+        moment = as_utc(when)
         commits = self.history()
         before = [c for c in commits if c.timestamp <= moment]
         if not before:
@@ -732,89 +740,8 @@ class Table:
             )
 
 
-def _as_version(version: Any) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ConfigError(f"a version is an integer >= 0, got {version!r}")
-    return version
-
-
-def _as_utc(when: datetime | date | str) -> datetime:
-    if isinstance(when, str):
-        text = when.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ConfigError(
-                f"as_of {when!r} is not an ISO 8601 time (e.g. '2026-03-01T12:00:00Z')"
-            ) from None
-    elif isinstance(when, date) and not isinstance(when, datetime):
-        when = datetime(when.year, when.month, when.day)
-    if not isinstance(when, datetime):
-        raise ConfigError(f"as_of must be a datetime or an ISO string, got {type(when).__name__}")
-    if when.tzinfo is None:
-        return when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
-
-
 def _file_rows(dt: DeltaTable) -> dict[str, int]:
     actions = pa.table(dt.get_add_actions(flatten=True))
     paths = actions.column("path").to_pylist()
     rows = actions.column("num_records").to_pylist()
     return {unquote(p): int(n or 0) for p, n in zip(paths, rows, strict=True)}
-
-
-def _check_unique(table: pa.Table, keys: list[str]) -> None:
-    counts = table.group_by(keys).aggregate([([], "count_all")])
-    dup = counts.filter(pc.greater(counts["count_all"], 1))
-    if dup.num_rows:
-        first = dup.slice(0, 1).to_pylist()[0]
-        n = first.pop("count_all")
-        raise TableError(
-            f"upsert: {dup.num_rows} key(s) occur more than once in the data, e.g. {first} "
-            f"({n} rows); keys in on={keys} must be unique"
-        )
-
-
-_SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=",
-            ">=": ">=", "in": "IN", "not in": "NOT IN"}
-
-
-def _dnf_to_sql(filters: Sequence[Any]) -> str:
-    """DNF tuples -> a SQL condition deltalake understands."""
-    if not filters:
-        raise ConfigError("delete needs a predicate; got an empty filter")
-    groups = filters if isinstance(filters[0], (list, tuple)) and filters[0] and isinstance(
-        filters[0][0], (list, tuple)) else [filters]
-    ors = []
-    for group in groups:
-        ands = []
-        for item in group:
-            if not isinstance(item, (list, tuple)) or len(item) != 3:
-                raise ConfigError(f"invalid filter term {item!r}; expected (column, op, value)")
-            col, op, value = item
-            sql_op = _SQL_OPS.get(str(op).lower())
-            if sql_op is None or "`" in str(col):
-                raise ConfigError(f"invalid filter term {item!r}")
-            if sql_op in ("IN", "NOT IN"):
-                rhs = "(" + ", ".join(_sql_literal(v) for v in value) + ")"
-            else:
-                rhs = _sql_literal(value)
-            ands.append(f"`{col}` {sql_op} {rhs}")
-        ors.append("(" + " AND ".join(ands) + ")")
-    return " OR ".join(ors)
-
-
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, datetime):
-        return f"'{value.isoformat()}'"
-    if isinstance(value, date):
-        return f"'{value.isoformat()}'"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise ConfigError(f"unsupported value in a delete filter: {value!r}")

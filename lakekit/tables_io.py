@@ -3,18 +3,21 @@
 ``as_arrow`` turns what users write (pyarrow tables / batches / readers, iterators of
 batches, polars and pandas frames, lakekit Datasets) into a pyarrow Table or a streaming
 RecordBatchReader. ``delta_errors`` turns deltalake's exceptions into lakekit errors with
-the table's credential-free URL in the message.
+the table's credential-free URL in the message. The small parsers at the end check
+versions, ``as_of`` times, upsert keys and turn DNF delete filters into SQL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import Any, Union
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakekit.errors import (
     CommitConflictError,
@@ -29,7 +32,17 @@ from lakekit.errors import (
 from lakekit.storage import Location, is_transient
 from lakekit.tables_types import _STANDARD_KEYS
 
-__all__ = ["Arrowish", "Source", "as_arrow", "check_metadata", "delta_errors"]
+__all__ = [
+    "Arrowish",
+    "Source",
+    "as_arrow",
+    "as_utc",
+    "as_version",
+    "check_metadata",
+    "check_unique_keys",
+    "delta_errors",
+    "dnf_to_sql",
+]
 
 Arrowish = Union[pa.Table, pa.RecordBatchReader]  # noqa: UP007 (a runtime alias on 3.10)
 
@@ -228,3 +241,84 @@ def _translate(location: Location, what: str, version: int | None, exc: Exceptio
 def _text(location: Location, exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return location.redact(" ".join(lines)[:600]) or type(exc).__name__
+
+
+def as_version(version: Any) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ConfigError(f"a version is an integer >= 0, got {version!r}")
+    return version
+
+
+def as_utc(when: datetime | date | str) -> datetime:
+    if isinstance(when, str):
+        text = when.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(
+                f"as_of {when!r} is not an ISO 8601 time (e.g. '2026-03-01T12:00:00Z')"
+            ) from None
+    elif isinstance(when, date) and not isinstance(when, datetime):
+        when = datetime(when.year, when.month, when.day)
+    if not isinstance(when, datetime):
+        raise ConfigError(f"as_of must be a datetime or an ISO string, got {type(when).__name__}")
+    if when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
+
+
+def check_unique_keys(table: pa.Table, keys: list[str]) -> None:
+    counts = table.group_by(keys).aggregate([([], "count_all")])
+    dup = counts.filter(pc.greater(counts["count_all"], 1))
+    if dup.num_rows:
+        first = dup.slice(0, 1).to_pylist()[0]
+        n = first.pop("count_all")
+        raise TableError(
+            f"upsert: {dup.num_rows} key(s) occur more than once in the data, e.g. {first} "
+            f"({n} rows); keys in on={keys} must be unique"
+        )
+
+
+_SQL_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=",
+            ">=": ">=", "in": "IN", "not in": "NOT IN"}
+
+
+def dnf_to_sql(filters: Sequence[Any]) -> str:
+    """DNF tuples -> a SQL condition deltalake understands."""
+    if not filters:
+        raise ConfigError("delete needs a predicate; got an empty filter")
+    groups = filters if isinstance(filters[0], (list, tuple)) and filters[0] and isinstance(
+        filters[0][0], (list, tuple)) else [filters]
+    ors = []
+    for group in groups:
+        ands = []
+        for item in group:
+            if not isinstance(item, (list, tuple)) or len(item) != 3:
+                raise ConfigError(f"invalid filter term {item!r}; expected (column, op, value)")
+            col, op, value = item
+            sql_op = _SQL_OPS.get(str(op).lower())
+            if sql_op is None or "`" in str(col):
+                raise ConfigError(f"invalid filter term {item!r}")
+            if sql_op in ("IN", "NOT IN"):
+                rhs = "(" + ", ".join(_sql_literal(v) for v in value) + ")"
+            else:
+                rhs = _sql_literal(value)
+            ands.append(f"`{col}` {sql_op} {rhs}")
+        ors.append("(" + " AND ".join(ands) + ")")
+    return " OR ".join(ors)
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, date):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise ConfigError(f"unsupported value in a delete filter: {value!r}")
