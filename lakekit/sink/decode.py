@@ -33,7 +33,8 @@ ExtraFields = Literal["infer", "ignore"]
 _MIN_BLOCK = 8 << 20
 _LINEAR_BELOW = 16  # below this many messages a failing range is parsed one by one
 _COLUMN_PATH = re.compile(r"Column\(/([^)/]*)")
-_CAST_MARKERS = ("changed from", "failed to convert", "required field", "cannot cast", "conflict")
+_CAST_MARKERS = ("changed from", "failed to convert", "required field", "cannot cast", "conflict",
+                 "as a scalar of type", "could not convert")
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,16 @@ def make_decoder(decoder: str | Callable[[bytes], Mapping[str, Any]] | Decoder) 
 
 def _stage_of(message: str) -> str:
     low = message.lower()
+    if "column()" in low:  # the value itself is not an object
+        return "decode"
     return "cast" if any(m in low for m in _CAST_MARKERS) else "decode"
 
 
 def _explain(message: str, schema: pa.Schema | None) -> str:
     """Add the expected type to a pyarrow error that names a column of ``schema``."""
     text = " ".join(message.split())
+    if "Column()" in text:
+        return f"not a JSON object ({text})"
     m = _COLUMN_PATH.search(text)
     if schema is not None and m and m.group(1) in schema.names:
         field = schema.field(m.group(1))
@@ -130,36 +135,84 @@ def finish_table(table: pa.Table, keep: pa.Schema | None) -> pa.Table:
     return out
 
 
-def _evolve(schema: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
-    """Add the non-null fields of ``seen`` that ``schema`` lacks (types fixed from now on)."""
-    fields = list(schema) if schema is not None else []
-    names = {f.name for f in fields}
-    for f in seen:
-        if f.name not in names and not pa.types.is_null(f.type):
-            fields.append(f.with_nullable(True).with_type(_without_nulls(f.type)))
+@dataclass
+class _Piece:
+    """Rows decoded together: messages ``begin`` to ``end - 1`` (``rows``: their indices)."""
+
+    table: pa.Table
+    rows: np.ndarray
+    begin: int
+    end: int
+
+
+def _vote(pieces: list[_Piece], base: pa.Schema | None) -> pa.Schema:
+    """Fix a type for every field: the target's where it names one, else the type most
+    rows were inferred with (numeric types promote; null means "no value yet")."""
+    fixed = {f.name: f for f in (base or [])}
+    votes: dict[str, dict[pa.DataType, int]] = {}
+    order: list[str] = []
+    for piece in pieces:
+        for f in piece.table.schema:
+            if f.name in fixed or pa.types.is_null(f.type):
+                continue
+            if f.name not in votes:
+                votes[f.name] = {}
+                order.append(f.name)
+            t = _without_nulls(f.type)
+            votes[f.name][t] = votes[f.name].get(t, 0) + piece.table.num_rows
+    fields = list(base or [])
+    for name in order:
+        ranked = sorted(votes[name].items(), key=lambda kv: -kv[1])
+        best = ranked[0][0]
+        if pa.types.is_integer(best) and any(pa.types.is_floating(t) for t, _ in ranked):
+            best = pa.float64()
+        fields.append(pa.field(name, best))
     return pa.schema(fields)
 
 
-def _concat(pieces: list[tuple[pa.Table, np.ndarray]], errors: list[RowError]) -> Decoded:
-    tables = [t for t, _ in pieces if t.num_rows]
-    idx = [i for t, i in pieces if t.num_rows]
-    if not tables:
+def _fits(schema: pa.Schema, target: pa.Schema) -> bool:
+    for f in schema:
+        if f.name in target.names and not pa.types.is_null(f.type):
+            want = target.field(f.name).type
+            if f.type != want and not (pa.types.is_integer(f.type) and pa.types.is_floating(want)):
+                return False
+    return True
+
+
+def _assemble(pieces: list[_Piece], base: pa.Schema | None, errors: list[RowError],
+              redo: Callable[[int, int, pa.Schema], list[_Piece]]) -> Decoded:
+    """Concatenate the pieces. Pieces whose inferred types disagree are decoded again
+    against the majority types (:func:`_vote`); rows that still do not fit are errors."""
+    pieces = [p for p in pieces if p.table.num_rows]
+    if not pieces:
         return Decoded(pa.table({}), np.empty(0, dtype=np.int64), errors)
     try:
-        table = pa.concat_tables(tables, promote_options="default")
-        return Decoded(table, np.concatenate(idx), errors)
+        table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")
+        return Decoded(table, np.concatenate([p.rows for p in pieces]), errors)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
-    acc, kept_i = tables[0], [idx[0]]
-    for t, i in zip(tables[1:], idx[1:], strict=True):
+    target = _vote(pieces, base)
+    settled: list[_Piece] = []
+    for piece in pieces:
+        if _fits(piece.table.schema, target):
+            settled.append(piece)
+        else:
+            settled.extend(p for p in redo(piece.begin, piece.end, target) if p.table.num_rows)
+    acc: pa.Table | None = None
+    kept: list[np.ndarray] = []
+    for piece in settled:
         try:
-            acc = pa.concat_tables([acc, t], promote_options="permissive")
+            acc = (piece.table if acc is None else
+                   pa.concat_tables([acc, piece.table], promote_options="permissive"))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            errors.extend(RowError(int(k), "cast", "field types conflict with earlier rows: "
-                                                   f"{_explain(str(exc), None)}") for k in i)
+            errors.extend(RowError(int(k), "cast", "field types conflict with the other rows: "
+                                                   f"{_explain(str(exc), target)}")
+                          for k in piece.rows)
             continue
-        kept_i.append(i)
-    return Decoded(acc, np.concatenate(kept_i), errors)
+        kept.append(piece.rows)
+    if acc is None:
+        return Decoded(pa.table({}), np.empty(0, dtype=np.int64), errors)
+    return Decoded(acc, np.concatenate(kept), errors)
 
 
 # --- json -------------------------------------------------------------------------------------
@@ -179,46 +232,42 @@ class JsonDecoder(Decoder):
         for i in np.flatnonzero(empty):
             errors.append(RowError(int(i), "decode", "empty value; expected a JSON object"))
         # empty lines are skipped by pyarrow, so a range yields one row per non-empty message
-        self._present = batch.lengths > 0
-        self._cum = np.concatenate(([0], np.cumsum(self._present)))
-        self._batch = batch
-        self._extra = extra
-        self._schema = schema
-        pieces: list[tuple[pa.Table, np.ndarray]] = []
-        try:
-            self._range(0, n, pieces, errors)
-        finally:
-            del self._batch
-        decoded = _concat(pieces, errors)
+        present = batch.lengths > 0
+        cum = np.concatenate(([0], np.cumsum(present)))
+
+        def decode_range(begin: int, end: int, target: pa.Schema | None) -> list[_Piece]:
+            pieces: list[_Piece] = []
+            self._range(batch, present, cum, begin, end, target, extra, pieces, errors)
+            return pieces
+
+        decoded = _assemble(decode_range(0, n, schema), schema, errors, decode_range)
         decoded.errors.sort(key=lambda e: e.index)
         decoded.table = finish_table(decoded.table, schema)
         return decoded
 
-    def _parse(self, i: int, j: int) -> pa.Table:
-        b = self._batch
-        longest = int(b.lengths[i:j].max()) + 2
+    @staticmethod
+    def _parse(batch: RawBatch, i: int, j: int, schema: pa.Schema | None,
+               extra: ExtraFields) -> pa.Table:
+        longest = int(batch.lengths[i:j].max()) + 2
         read = pj.ReadOptions(use_threads=True, block_size=max(_MIN_BLOCK, longest))
-        parse = pj.ParseOptions(explicit_schema=self._schema,
-                                unexpected_field_behavior=self._extra)
-        with b.reader(i, j) as source:
+        parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=extra)
+        with batch.reader(i, j) as source:
             return pj.read_json(source, read_options=read, parse_options=parse)
 
-    def _range(self, i: int, j: int, pieces: list[tuple[pa.Table, np.ndarray]],
+    def _range(self, batch: RawBatch, present: np.ndarray, cum: np.ndarray, i: int, j: int,
+               schema: pa.Schema | None, extra: ExtraFields, pieces: list[_Piece],
                errors: list[RowError]) -> None:
-        expected = int(self._cum[j] - self._cum[i])
+        expected = int(cum[j] - cum[i])
         if expected == 0:
             return
         table: pa.Table | None = None
         failure = ""
         try:
-            table = self._parse(i, j)
+            table = self._parse(batch, i, j, schema, extra)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            failure = _explain(str(exc), self._schema)
+            failure = _explain(str(exc), schema)
         if table is not None and table.num_rows == expected:
-            idx = np.flatnonzero(self._present[i:j]) + i
-            pieces.append((table, idx))
-            if self._extra == "infer":
-                self._schema = _evolve(self._schema, table.schema)
+            pieces.append(_Piece(table, np.flatnonzero(present[i:j]) + i, i, j))
             return
         if j - i == 1:
             if table is None:
@@ -231,11 +280,11 @@ class JsonDecoder(Decoder):
             return
         if j - i <= _LINEAR_BELOW:
             for k in range(i, j):
-                self._range(k, k + 1, pieces, errors)
+                self._range(batch, present, cum, k, k + 1, schema, extra, pieces, errors)
             return
         mid = (i + j) // 2
-        self._range(i, mid, pieces, errors)
-        self._range(mid, j, pieces, errors)
+        self._range(batch, present, cum, i, mid, schema, extra, pieces, errors)
+        self._range(batch, present, cum, mid, j, schema, extra, pieces, errors)
 
 
 # --- raw --------------------------------------------------------------------------------------
@@ -311,27 +360,32 @@ class CallableDecoder(Decoder):
                 continue
             dicts.append(out)
             idx.append(i)
-        pieces: list[tuple[pa.Table, np.ndarray]] = []
-        self._convert(dicts, np.asarray(idx, dtype=np.int64), schema, extra, pieces, errors)
-        decoded = _concat(pieces, errors)
+        rows = np.asarray(idx, dtype=np.int64)
+
+        def convert(begin: int, end: int, target: pa.Schema | None) -> list[_Piece]:
+            pieces: list[_Piece] = []
+            self._convert(dicts, rows, begin, end, target, extra, pieces, errors)
+            return pieces
+
+        decoded = _assemble(convert(0, len(dicts), schema), schema, errors, convert)
         decoded.errors.sort(key=lambda e: e.index)
         decoded.table = finish_table(decoded.table, schema)
         return decoded
 
-    def _convert(self, dicts: list[Mapping[str, Any]], idx: np.ndarray, schema: pa.Schema | None,
-                 extra: ExtraFields, pieces: list[tuple[pa.Table, np.ndarray]],
-                 errors: list[RowError]) -> pa.Schema | None:
-        if not dicts:
-            return schema
+    def _convert(self, dicts: list[Mapping[str, Any]], rows: np.ndarray, i: int, j: int,
+                 schema: pa.Schema | None, extra: ExtraFields, pieces: list[_Piece],
+                 errors: list[RowError]) -> None:
+        if i >= j:
+            return
         try:
-            table = conform(pa.Table.from_pylist(list(dicts)), schema, extra)
+            table = conform(pa.Table.from_pylist(list(dicts[i:j])), schema, extra)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            if len(dicts) == 1:
+            if j - i == 1:
                 msg = _explain(str(exc), schema)
-                errors.append(RowError(int(idx[0]), _stage_of(msg), msg))
-                return schema
-            mid = len(dicts) // 2
-            schema = self._convert(dicts[:mid], idx[:mid], schema, extra, pieces, errors)
-            return self._convert(dicts[mid:], idx[mid:], schema, extra, pieces, errors)
-        pieces.append((table, idx))
-        return _evolve(schema, table.schema) if extra == "infer" else schema
+                errors.append(RowError(int(rows[i]), _stage_of(msg), msg))
+                return
+            mid = (i + j) // 2
+            self._convert(dicts, rows, i, mid, schema, extra, pieces, errors)
+            self._convert(dicts, rows, mid, j, schema, extra, pieces, errors)
+            return
+        pieces.append(_Piece(table, rows[i:j], i, j))

@@ -198,6 +198,22 @@ class KafkaDeltaSink:
             stats = replace(stats, elapsed_seconds=time.monotonic() - self._started)
         return stats
 
+    def committed_offset(self, topic: str, partition: int) -> int | None:
+        """The last offset of ``topic[partition]`` recorded in the table (``None``: none yet).
+
+        This is where the sink resumes (the next offset), whatever Kafka's committed
+        offsets say.
+
+        Examples
+        --------
+        >>> sink.committed_offset("events", 0)  # doctest: +SKIP
+        41999
+        """
+        app_id = self._app_id((topic, int(partition)))
+        target = DeltaTarget(self._main.location.url, self._main.location.secrets())
+        return retry_call(lambda: target.txn_versions([app_id])[app_id],
+                          what=f"reading offsets from {self._main.url}")
+
     def stop(self) -> None:
         """Ask :meth:`run` to flush, commit, leave the group and return (thread-safe)."""
         self._stop.set()
