@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 DEFAULT_BLOCK_SIZE = 16 << 20
 DEFAULT_MAX_LINE_BYTES = 256 << 20
+# pyarrow.json needs ~5x the text it parses at once (outside its memory pool): parse at
+# most this much per call, whatever the read size, so memory stays low; speed is the same
+PARSE_SIZE = 4 << 20
 _LEAF_LINES = 32          # a failing range this small is checked line by line
 _SNIPPET = 80             # characters of a bad line quoted in messages
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
@@ -196,17 +199,48 @@ def _bounds(newlines: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def _scan(buf: pa.Buffer, size: int, scratch: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Newline offsets of ``buf[:size]`` and whether a line starts with ``n`` (after blanks)."""
+def _scan(buf: pa.Buffer, size: int, scratch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets of the newlines in ``buf[:size]``, and of the lines that start with ``n``
+    after optional whitespace (see :class:`_Block`)."""
     data = np.frombuffer(buf, dtype=np.uint8, count=size)
-    newlines = np.flatnonzero(np.equal(data, 10, out=scratch[:size]))
+    step = len(scratch)
+    parts = [
+        np.flatnonzero(np.equal(data[at : at + step], 10, out=scratch[: min(step, size - at)]))
+        + at
+        for at in range(0, size, step)
+    ]
+    newlines = np.concatenate(parts) if len(parts) != 1 else parts[0]
     starts, ends = _bounds(newlines, size)
     odd = np.flatnonzero(_ODD_FIRST[data[np.minimum(starts, size - 1)]])
-    for i in odd:
-        s, e = int(starts[i]), int(ends[i])
-        if data[s] == ord("n") or bytes(data[s:e]).lstrip(_WHITESPACE)[:1] == b"n":
-            return newlines, True
-    return newlines, False
+    unsafe = [
+        int(starts[i]) for i in odd
+        if data[starts[i]] == ord("n")
+        or bytes(data[int(starts[i]) : int(ends[i])]).lstrip(_WHITESPACE)[:1] == b"n"
+    ]
+    return newlines, np.asarray(unsafe, dtype=np.int64)
+
+
+def _split(
+    buf: pa.Buffer, size: int, first_line: int, newlines: np.ndarray, unsafe: np.ndarray,
+    parse_size: int,
+) -> Iterator[_Block]:
+    """Cut ``buf[:size]`` (whole lines) at newlines into blocks of about ``parse_size``."""
+    start = 0
+    line_index = 0                                   # newlines before ``start``
+    while start < size:
+        end = size
+        if size - start > parse_size:
+            i = int(np.searchsorted(newlines, start + parse_size))
+            if i < len(newlines) and newlines[i] + 1 < size:
+                end = int(newlines[i]) + 1
+        stop = int(np.searchsorted(newlines, end))   # newlines before ``end``
+        yield _Block(
+            buf.slice(start, end - start),
+            first_line + line_index,
+            newlines[line_index:stop] - start,
+            bool(np.any((unsafe >= start) & (unsafe < end))),
+        )
+        start, line_index = end, stop
 
 
 def _last_newline(view: memoryview, end: int) -> int:
@@ -223,15 +257,16 @@ def _last_newline(view: memoryview, end: int) -> int:
 
 def _iter_blocks(
     stream: pa.NativeFile, *, url: str, compression: str | None, block_size: int,
-    max_line_bytes: int,
+    max_line_bytes: int, parse_size: int = PARSE_SIZE,
 ) -> Generator[_Block, None, None]:
-    """Blocks of about ``block_size`` bytes cut at newlines; closes ``stream`` when done.
+    """Blocks of whole lines, ``block_size`` bytes read at a time and cut into blocks of
+    about ``parse_size`` bytes for parsing; closes ``stream`` when done.
 
-    Buffers come from pyarrow's memory pool, which reuses memory from block to block.
+    Buffers come from pyarrow's memory pool, which reuses memory from read to read.
     """
     line = 1
     carry = b""
-    scratch = np.empty(0, dtype=bool)
+    scratch = np.empty(1 << 20, dtype=bool)
     try:
         eof = False
         while not eof:
@@ -265,11 +300,12 @@ def _iter_blocks(
             if cut == 0:
                 break
             carry = bytes(view[cut:filled])
-            if len(scratch) < cut:
-                scratch = np.empty(size, dtype=bool)
+            view.release()
             newlines, unsafe = _scan(buf, cut, scratch)
-            yield _Block(buf.slice(0, cut), line, newlines, unsafe)
+            blocks = _split(buf, cut, line, newlines, unsafe, parse_size)
             line += len(newlines)
+            del buf, newlines      # only the blocks hold this read's memory now
+            yield from blocks
     finally:
         stream.close()
 
@@ -356,7 +392,8 @@ class _Parser:
         self.use_threads = use_threads
         self._infer_options = pj.ParseOptions()
         self._explicit_options: pj.ParseOptions | None = None
-        self._inner_block = 1 << 20
+        # chunks pyarrow parses in parallel: a few per core within one parse block
+        self._inner_block = max(256 << 10, min(1 << 20, PARSE_SIZE // (2 * (os.cpu_count() or 2))))
         if target is not None:
             parse_schema = pa.schema(
                 [pa.field(f.name, _parse_type(f.type), nullable=True) for f in target]
@@ -903,7 +940,7 @@ def infer_jsonl_schema(
         raise ConfigError(f"sample_bytes must be at least 1024, got {sample_bytes}")
     stream = _open(fs, path, url, compression, sample_bytes)
     blocks = _iter_blocks(stream, url=url, compression=compression, block_size=sample_bytes,
-                          max_line_bytes=max_line_bytes)
+                          max_line_bytes=max_line_bytes, parse_size=sample_bytes)
     try:
         block = next(blocks, None)
     finally:

@@ -1,0 +1,223 @@
+"""JSONL benchmark (issue 2, benchmark 4). Prints Markdown tables with ratios.
+
+1. Throughput (MB/s of uncompressed JSON text) reading realistic, nesting-free events into
+   memory: lakekit (``lk.load``, to a pyarrow Table) vs ``polars.read_ndjson`` (the
+   target: at least as fast), a ``json.loads`` loop building a pyarrow Table, and one
+   ``pyarrow.json.read_json`` call on the whole file (pyarrow's own speed, no streaming).
+   On a plain ``.jsonl`` and the same data as ``.jsonl.gz``.
+2. Memory: peak RSS of a fresh process iterating ``lk.dataset(path).iter_batches()`` over a
+   file of at least 1 GB (target: under 300 MB), beside the same process doing nothing
+   and ``polars.read_ndjson`` of the whole file.
+
+Usage: python benchmarks/bench_jsonl.py [--size-mb 256] [--rss-size-mb 1100] [--repeat 3]
+       [--loads-mb 32] [--dir DIR] [--no-rss]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pj
+
+import lakekit as lk
+
+KINDS = ["view", "click", "add_to_cart", "purchase", "signup", "logout"]
+COUNTRIES = ["US", "DE", "FR", "JP", "BR", "IN", "GB", "NG", "MX", "KR"]
+
+
+def events(n: int, start: int, rng: np.random.Generator) -> pl.DataFrame:
+    """``n`` realistic events: ids, timestamps, amounts, categories, free text, nulls."""
+    referrer = [f"https://shop.example.com/p/{p}" for p in rng.integers(1, 50_000, n)]
+    missing = rng.random(n) < 0.3
+    return pl.DataFrame({
+        "event_id": np.arange(start, start + n, dtype=np.int64),
+        "user_id": rng.integers(1, 5_000_000, n),
+        "session": [f"{s:016x}" for s in rng.integers(0, 1 << 62, n)],
+        "kind": rng.choice(KINDS, n),
+        "ts_ms": 1_700_000_000_000 + np.arange(start, start + n, dtype=np.int64) * 37,
+        "price": np.round(rng.gamma(2.0, 20.0, n), 2),
+        "quantity": rng.integers(1, 10, n),
+        "country": rng.choice(COUNTRIES, n),
+        "ok": rng.random(n) < 0.95,
+        "referrer": pl.Series(referrer).set(pl.Series(missing), None),
+        "latency_ms": rng.exponential(80.0, n),
+    })
+
+
+def write_jsonl(path: Path, size_mb: float, *, seed: int = 0) -> int:
+    """Write at least ``size_mb`` MB of events as JSON Lines; returns the byte size."""
+    rng = np.random.default_rng(seed)
+    target = int(size_mb * 1e6)
+    written = start = 0
+    with open(path, "wb") as out:
+        while written < target:
+            n = 200_000
+            text = events(n, start, rng).write_ndjson().encode()
+            out.write(text)
+            written += len(text)
+            start += n
+    return written
+
+
+def gzip_copy(src: Path, dst: Path) -> None:
+    with open(src, "rb") as f, gzip.open(dst, "wb", compresslevel=6) as g:
+        shutil.copyfileobj(f, g, 16 << 20)
+
+
+def json_loads_table(path: Path) -> pa.Table:
+    """The baseline people write: json.loads per line, then a pyarrow table."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return pa.Table.from_pylist(rows)
+
+
+def time_best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per call, rounds interleaved so that background load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            result = fn()
+            times[name].append(time.perf_counter() - t0)
+            del result
+    return times
+
+
+def throughput(root: Path, size_mb: float, loads_mb: float, repeat: int) -> list[str]:
+    plain = root / "events.jsonl"
+    nbytes = write_jsonl(plain, size_mb)
+    gz = root / "events.jsonl.gz"
+    gzip_copy(plain, gz)
+    small = root / "small.jsonl"
+    small_bytes = write_jsonl(small, loads_mb, seed=1)
+    expected = lk.load(plain).num_rows
+    assert pl.read_ndjson(plain).height == expected
+    lines = [
+        f"Data: {nbytes / 1e6:,.0f} MB of JSON Lines, {expected:,} events x 11 fields "
+        f"(ints, floats, strings, bool, nulls); .jsonl.gz of it: {gz.stat().st_size / 1e6:,.0f} "
+        f"MB. json.loads loop on a {small_bytes / 1e6:,.0f} MB file of the same events. "
+        f"Best of {repeat} (median in brackets); MB = 10^6 bytes of uncompressed JSON.",
+        "",
+        "| file | reader | MB/s | vs polars |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for path in (plain, gz):
+        fns: dict[str, Callable[[], Any]] = {
+            "lakekit `lk.load` (arrow)": lambda p=path: lk.load(p),
+            "`polars.read_ndjson`": lambda p=path: pl.read_ndjson(p),
+        }
+        if path == plain:
+            fns["`pyarrow.json.read_json` (whole file)"] = lambda p=path: pj.read_json(p)
+        times = time_best(fns, repeat)
+        loads = time_best({"loads": lambda p=path: json_loads_table(
+            small if p == plain else _gz(small, root))}, 1)["loads"]
+        rates = {name: nbytes / 1e6 / min(t) for name, t in times.items()}
+        medians = {name: nbytes / 1e6 / statistics.median(t) for name, t in times.items()}
+        rates["`json.loads` loop -> pyarrow"] = small_bytes / 1e6 / min(loads)
+        medians["`json.loads` loop -> pyarrow"] = rates["`json.loads` loop -> pyarrow"]
+        polars = rates["`polars.read_ndjson`"]
+        for name, rate in rates.items():
+            lines.append(f"| `{path.name}` | {name} | {rate:,.0f} ({medians[name]:,.0f}) | "
+                         f"{rate / polars:.2f}x |")
+    return lines
+
+
+def _gz(src: Path, root: Path) -> Path:
+    dst = root / (src.name + ".gz")
+    if not dst.exists():
+        gzip_copy(src, dst)
+    return dst
+
+
+CHILD = r"""
+import json, sys, time
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+mode, path = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+rows = 0
+if mode == "lakekit":
+    import lakekit as lk
+    for batch in lk.dataset(path).iter_batches():
+        rows += batch.num_rows
+elif mode == "polars":
+    import polars as pl
+    rows = pl.read_ndjson(path).height
+else:
+    import lakekit as lk
+print(json.dumps({"rows": rows, "seconds": time.perf_counter() - t0, "hwm": hwm()}))
+"""
+
+
+def peak_rss(root: Path, size_mb: float) -> list[str]:
+    big = root / "big.jsonl"
+    nbytes = write_jsonl(big, size_mb, seed=2)
+    results = {}
+    for mode in ("import", "lakekit", "polars"):
+        out = subprocess.run([sys.executable, "-c", CHILD, mode, str(big)], check=True,
+                             capture_output=True, text=True)
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    lk_res = results["lakekit"]
+    assert lk_res["rows"] == results["polars"]["rows"], results
+    base = results["import"]["hwm"]
+    return [
+        f"File: {nbytes / 1e6:,.0f} MB plain JSON Lines, {lk_res['rows']:,} events; peak RSS "
+        "(VmHWM) of a fresh Python process.",
+        "",
+        "| process | peak RSS | time | vs lakekit |",
+        "| --- | ---: | ---: | ---: |",
+        f"| `import lakekit` only | {base / 2**20:,.0f} MiB | - | "
+        f"{base / lk_res['hwm']:.2f}x |",
+        f"| lakekit `iter_batches()` over the file | {lk_res['hwm'] / 2**20:,.0f} MiB | "
+        f"{lk_res['seconds']:.1f} s ({nbytes / 1e6 / lk_res['seconds']:,.0f} MB/s) | 1.00x |",
+        f"| `polars.read_ndjson` (whole file in memory) | "
+        f"{results['polars']['hwm'] / 2**20:,.0f} MiB | {results['polars']['seconds']:.1f} s | "
+        f"{results['polars']['hwm'] / lk_res['hwm']:.2f}x |",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mb", type=float, default=256, help="throughput file size")
+    ap.add_argument("--rss-size-mb", type=float, default=1100, help="peak-RSS file size")
+    ap.add_argument("--loads-mb", type=float, default=32, help="json.loads baseline file size")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS benchmark")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_jsonl_", dir=args.dir))
+    try:
+        print(f"{datetime.date.today()}; {platform.machine()}, {os.cpu_count()} cores, "
+              f"python {platform.python_version()}, pyarrow {pa.__version__}, "
+              f"polars {pl.__version__}\n")
+        print("### Throughput\n")
+        print("\n".join(throughput(root, args.size_mb, args.loads_mb, args.repeat)))
+        if not args.no_rss:
+            print("\n### Peak memory of iter_batches\n")
+            print("\n".join(peak_rss(root, args.rss_size_mb)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
