@@ -360,6 +360,16 @@ def test_incompatible_types_name_the_file_line_and_column(tmp_path: Path) -> Non
         lk.dataset(tmp_path / "x").schema  # noqa: B018
 
 
+def test_sparse_field_takes_its_type_from_past_the_first_mib(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{**event(i), "coupon": None} for i in range(12_000)]
+    rows[11_000]["coupon"] = "SPRING-10"                  # ~1.6 MB in: past the 1 MiB sample
+    path = write(tmp_path / "sparse.jsonl.gz", jsonl(rows))
+    assert lk.dataset(path).schema.field("coupon").type == pa.string()
+    table = lk.load(path, columns=["event_id", "coupon"])
+    assert table.column("coupon").drop_null().to_pylist() == ["SPRING-10"]
+    assert table.column("event_id").to_pylist() == list(range(12_000))
+
+
 def test_schema_inference_leaves_out_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "sample.jsonl"
     path.write_bytes(b'{"a": 1}\n{broken\nnull\n{"a": 2, "b": true}\n')

@@ -767,7 +767,7 @@ def _pieces(
     whole_failed = False
     if not block.unsafe:
         try:
-            return [_Piece(parser.parse(block.data), block)]
+            return [_Piece(parser.parse(block.buffer), block)]
         except _PARSE_ERRORS:
             whole_failed = True
     salvage = _Salvage(parser, block, stop_at_first=on_bad_lines == "error")
@@ -918,14 +918,17 @@ def infer_jsonl_schema(
     url: str,
     compression: str | None,
     sample_bytes: int = 1 << 20,
+    max_sample_bytes: int = 16 << 20,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> pa.Schema:
     """Infer the schema of a JSONL file from its first ``sample_bytes`` (whole lines).
 
     Lines that are not JSON objects are left out of the inference (reading the file
     reports them as its ``on_bad_lines`` says); types that conflict within the sample raise
-    :class:`~lakekit.errors.SchemaMismatchError` naming the line and column. A file with
-    no rows in the sample has an empty schema.
+    :class:`~lakekit.errors.SchemaMismatchError` naming the line and column. Columns that
+    are null throughout the sample (sparse fields) take their type from the next lines
+    that have a value, looking up to ``max_sample_bytes`` into the file; past that they
+    stay of type null. A file with no rows in the sample has an empty schema.
 
     Examples
     --------
@@ -941,16 +944,40 @@ def infer_jsonl_schema(
     stream = _open(fs, path, url, compression, sample_bytes)
     blocks = _iter_blocks(stream, url=url, compression=compression, block_size=sample_bytes,
                           max_line_bytes=max_line_bytes, parse_size=sample_bytes)
+    parser = _Parser(None, url=url, use_threads=True)
     try:
         block = next(blocks, None)
+        if block is None:
+            return pa.schema([])
+        unifier = _Unifier(url)
+        for piece in _pieces(block, parser, url=url, on_bad_lines="skip", tally=None,
+                             order=None, explained=[True]):
+            unifier.add(piece)
+        schema = unifier.schema if unifier.schema is not None else pa.schema([])
+        seen = len(block.data)
+        while seen < max_sample_bytes and any(pa.types.is_null(f.type) for f in schema):
+            block = next(blocks, None)
+            if block is None:
+                break
+            seen += len(block.data)
+            schema = _resolve_nulls(schema, block, parser)
+        return schema
     finally:
         blocks.close()
-    if block is None:
-        return pa.schema([])
-    parser = _Parser(None, url=url, use_threads=True)
-    unifier = _Unifier(url)
-    for piece in _pieces(block, parser, url=url, on_bad_lines="skip", tally=None, order=None,
-                         explained=[True]):
-        unifier.add(piece)
-    return unifier.schema if unifier.schema is not None else pa.schema([])
 
+
+def _resolve_nulls(schema: pa.Schema, block: _Block, parser: _Parser) -> pa.Schema:
+    """Type the null columns of ``schema`` from a later block (other columns stay)."""
+    if block.unsafe:
+        return schema
+    try:
+        later = parser.parse(block.buffer).schema
+    except _PARSE_ERRORS:
+        return schema                     # bad lines are reported when the file is read
+    fields = []
+    for f in schema:
+        i = later.get_field_index(f.name)
+        if pa.types.is_null(f.type) and i >= 0 and not pa.types.is_null(later.field(i).type):
+            f = f.with_type(later.field(i).type)
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
