@@ -269,6 +269,17 @@ def test_skip_keeps_exactly_the_good_rows_whatever_the_blocks(
         assert error_line(exc, path) == bad_lines[0]
 
 
+def test_hive_partition_column_alone_keeps_the_row_count(tmp_path: Path) -> None:
+    write(tmp_path / "region=eu" / "p.jsonl.gz", jsonl([event(1)]))
+    write(tmp_path / "region=us" / "p.jsonl", jsonl([event(2), event(3)]))
+    table = lk.load(tmp_path, columns=["region"])
+    assert table.column("region").to_pylist() == ["eu", "us", "us"]
+    path = str(tmp_path / "region=us" / "p.jsonl")
+    batches = read_jsonl_batches(LOCAL, path, url=path, compression=None, columns=[],
+                                 schema=pa.schema([("event_id", pa.int64())]))
+    assert sum(b.num_rows for b in batches) == 2
+
+
 # -- schemas ------------------------------------------------------------------------------------
 def test_value_that_does_not_fit_the_schema_is_a_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "typed.jsonl"

@@ -441,6 +441,8 @@ class _Parser:
     def _conform(self, table: pa.Table) -> pa.Table:
         target = self.target
         assert target is not None
+        if not len(target):
+            return table.select([])               # no columns, but the row count
         rows = table.num_rows
         columns = [
             table.column(f.name) if f.name in table.column_names else pa.nulls(rows, f.type)
@@ -905,6 +907,8 @@ def read_jsonl_batches(
 
 
 def _select(table: pa.Table, names: list[str]) -> pa.Table:
+    if not names:
+        return table.select([])
     return pa.Table.from_arrays(
         [table.column(n) if n in table.column_names else pa.nulls(table.num_rows) for n in names],
         names=names,
