@@ -53,6 +53,7 @@ _METADATA_FIELDS = [
 _FORCED_CONSUMER_KEYS = ("bootstrap_servers", "group_id", "enable_auto_commit")
 _MAX_POLL_FAILURES = 10
 _FIRST_ASSIGNMENT_WAIT = 60.0
+_CLOSE_TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -268,7 +269,8 @@ class KafkaDeltaSink:
                 self._drain_quietly()
             executor.shutdown(wait=True)
             try:
-                consumer.close(autocommit=False)
+                # leaves the group; bounded (a join still in flight is not waited out)
+                consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
             except Exception as exc:  # leaving the group is best effort
                 log.warning("closing the Kafka consumer failed: %s", exc)
             with self._lock:
