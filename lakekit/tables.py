@@ -369,16 +369,27 @@ class Table:
         --------
         >>> t.dataset(tag="v1").to_polars(columns=["id"])  # doctest: +SKIP
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from lakekit.load.dataset import dataset
 
         target = self._resolve(version, as_of, tag)
-        latest = self._latest()
-        last = int(latest.version())
+        options = self._storage_options or None
         if target is None:
-            target = last
+            return dataset(self._source, format="delta", storage_options=options)
+        # An older version: load it and the latest log at once (the latest tells whether
+        # the version exists and which of its files vacuum may have removed).
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self._latest)
+            try:
+                ds = dataset(self._source, format="delta", version=target,
+                             storage_options=options)
+            except VersionNotFoundError:
+                self._check_exists(target, int(pending.result().version()))
+                raise
+            latest = pending.result()
+        last = int(latest.version())
         self._check_exists(target, last)
-        ds = dataset(self._source, format="delta", version=target,
-                     storage_options=self._storage_options or None)
         if target != last:
             root = self._location.url_of(self._location.path.rstrip("/")) + "/"
             mine = {f[len(root):] if f.startswith(root) else f for f in ds.files}
@@ -645,7 +656,7 @@ class Table:
                             commit_properties=props, post_commithook_properties=self._hooks())
         dt = self._latest()
         # Another process may have committed right after us: find our commit by its id.
-        for entry in dt.history(20):
+        for entry in dt.history(100):
             if entry.get("lakekit.write_id") == write_id:
                 return int(entry["version"])
         return int(dt.version())
