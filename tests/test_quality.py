@@ -82,9 +82,10 @@ def test_arrow_pandas_and_polars_inputs_agree() -> None:
     statuses = {
         kind: lk.check(data, "events", schemas_dir=SCHEMAS).failure_count
         for kind, data in (("arrow", bad), ("polars", pl.from_arrow(bad)),
+                           ("lazy", pl.from_arrow(bad).lazy()),  # type: ignore[union-attr]
                            ("pandas", bad.to_pandas()))
     }
-    assert statuses == {"arrow": 50, "polars": 50, "pandas": 50}
+    assert statuses == {"arrow": 50, "polars": 50, "lazy": 50, "pandas": 50}
     assert isinstance(bad.to_pandas(), pd.DataFrame)
 
 
