@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lakekit.errors import LakekitError
+from lakekit.errors import ConfigError, LakekitError
 
 __all__ = ["main"]
 
@@ -24,8 +24,8 @@ def _storage_options(pairs: Sequence[str] | None) -> dict[str, str]:
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(  # not echoed: without its "=" the argument may be all secret
-                "lakekit: --storage-option expects KEY=VALUE; one argument has no KEY= part"
+            raise ConfigError(  # not echoed: without its "=" the argument may be all secret
+                "--storage-option expects KEY=VALUE; one argument has no KEY= part"
             )
         out[key] = value
     return out
@@ -97,7 +97,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 # --- quality ----------------------------------------------------------------------------
 
-def _add_quality(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_quality(sub: argparse._SubParsersAction) -> None:
     """``check`` and ``schema infer`` (after ``_add_loaders``, whose ``schema`` it extends)."""
     from lakekit.quality.cli import register
 

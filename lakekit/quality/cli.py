@@ -26,12 +26,7 @@ def register(
 ) -> None:
     """Add ``check`` and the ``infer`` form of ``schema`` to the ``lakekit`` parser."""
     def options(pairs: Sequence[str] | None) -> dict[str, str]:
-        try:
-            return storage_options(pairs)
-        except SystemExit as exc:  # a malformed KEY=VALUE is a usage error: exit 2
-            from lakekit.errors import ConfigError
-
-            raise ConfigError(str(exc.code).removeprefix("lakekit: ")) from None
+        return storage_options(pairs)  # a malformed KEY=VALUE raises ConfigError: exit 2
 
     p = sub.add_parser(
         "check", help="check a dataset: pandera schema, freshness, volume (exit 1 on fail)",
