@@ -1,11 +1,12 @@
 """JSONL / NDJSON (plain, .gz, .zst): block-parsed with pyarrow.json, with a bad-line policy.
 
-A file is read as a stream of blocks of whole lines (``block_size`` bytes, cut at a
-newline). A background thread reads and decompresses the next block while
-``pyarrow.json.read_json`` parses the current one on all cores, so memory stays at a few
-blocks whatever the size of the file. Only a block that pyarrow rejects is looked at more
-closely: it is split in halves until the bad lines are isolated, which are then named
-(``on_bad_lines="error"``) or dropped and counted in a :class:`BadLineTally` (``"skip"``).
+A file is read ``block_size`` bytes at a time by a background thread (which also
+decompresses), cut at newlines into blocks of about 2 MiB of whole lines, and those are
+parsed by ``pyarrow.json.read_json`` a few at a time on a shared thread pool, in order.
+Memory stays at a few blocks whatever the size of the file. Only a block that pyarrow
+rejects is looked at more closely: it is split in halves until the bad lines are isolated,
+which are then named (``on_bad_lines="error"``) or dropped and counted in a
+:class:`BadLineTally` (``"skip"``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import queue
 import sys
 import threading
 import warnings
-from collections.abc import Generator, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -41,9 +44,10 @@ T = TypeVar("T")
 
 DEFAULT_BLOCK_SIZE = 16 << 20
 DEFAULT_MAX_LINE_BYTES = 256 << 20
-# pyarrow.json needs ~5x the text it parses at once (outside its memory pool): parse at
-# most this much per call, whatever the read size, so memory stays low; speed is the same
-PARSE_SIZE = 4 << 20
+# pyarrow.json needs ~5x the text it parses at once (outside its memory pool): parse at most
+# this much per call, whatever the read size, so memory stays low (blocks of 1-8 MiB parse
+# equally fast)
+PARSE_SIZE = 2 << 20
 _LEAF_LINES = 32          # a failing range this small is checked line by line
 _SNIPPET = 80             # characters of a bad line quoted in messages
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
@@ -62,8 +66,8 @@ class BadLineTally:
     """Counts the lines skipped by one read (``on_bad_lines="skip"``), across files and threads.
 
     ``first`` is the ``(url, line, reason)`` of the first bad line: the earliest line of the
-    file with the lowest ``order`` (see :func:`read_jsonl_batches`), else of the file that
-    reported first.
+    file with the lowest ``order`` (see :func:`read_jsonl_batches`); without an order, the
+    earliest line of the file that reported first.
 
     Examples
     --------
@@ -85,7 +89,8 @@ class BadLineTally:
         key = (math.inf if order is None else float(order), line)
         with self._lock:
             self.count += n
-            if self.first is None or (order is not None and key < self._first_key):
+            comparable = order is not None or (self.first is not None and self.first[0] == url)
+            if self.first is None or (comparable and key < self._first_key):
                 self.first = (url, line, reason)
                 self._first_key = key
 
@@ -386,14 +391,11 @@ def _parse_type(t: pa.DataType) -> pa.DataType:
 class _Parser:
     """Parses bytes of whole lines into a table of ``target`` (or inferred, if None)."""
 
-    def __init__(self, target: pa.Schema | None, *, url: str, use_threads: bool) -> None:
+    def __init__(self, target: pa.Schema | None, *, url: str) -> None:
         self.target = target
         self.url = url
-        self.use_threads = use_threads
         self._infer_options = pj.ParseOptions()
         self._explicit_options: pj.ParseOptions | None = None
-        # chunks pyarrow parses in parallel: a few per core within one parse block
-        self._inner_block = max(256 << 10, min(1 << 20, PARSE_SIZE // (2 * (os.cpu_count() or 2))))
         if target is not None:
             parse_schema = pa.schema(
                 [pa.field(f.name, _parse_type(f.type), nullable=True) for f in target]
@@ -402,41 +404,30 @@ class _Parser:
                 explicit_schema=parse_schema, unexpected_field_behavior="ignore"
             )
             try:
-                self._read(b"{}\n", self._explicit_options, threads=False)
+                self._read(b"{}\n", self._explicit_options)
             except pa.ArrowNotImplementedError as exc:
                 raise ConfigError(f"{url}: the schema cannot be read from JSON: {exc}") from None
 
-    def _read(self, data: Any, options: pj.ParseOptions, *, threads: bool) -> pa.Table:
-        size = len(data)
-        inner = self._inner_block if threads else max(size + 1, 1 << 16)
-        try:
-            return pj.read_json(
-                pa.BufferReader(pa.py_buffer(data)),
-                read_options=pj.ReadOptions(use_threads=threads, block_size=inner),
-                parse_options=options,
-            )
-        except pa.ArrowInvalid as exc:
-            if "straddl" not in str(exc) or inner > size:
-                raise
-        # a line longer than the inner block: parse the range as one block
+    def _read(self, data: Any, options: pj.ParseOptions) -> pa.Table:
+        # one block per call, on the calling thread: blocks are parsed in parallel by the
+        # parse pool, which scales better than pyarrow's threads within one small call
         return pj.read_json(
             pa.BufferReader(pa.py_buffer(data)),
-            read_options=pj.ReadOptions(use_threads=False, block_size=min(size + 1, 2**31 - 1)),
+            read_options=pj.ReadOptions(use_threads=False,
+                                        block_size=min(max(len(data) + 1, 1 << 16), 2**31 - 1)),
             parse_options=options,
         )
 
-    def parse(self, data: Any, *, threads: bool | None = None) -> pa.Table:
+    def parse(self, data: Any) -> pa.Table:
         """Parse ``data``; raise one of ``_PARSE_ERRORS`` if a line does not fit."""
-        threads = self.use_threads if threads is None else threads
         if self._explicit_options is None:
-            table = self._read(data, self._infer_options, threads=threads)
+            table = self._read(data, self._infer_options)
             if _has_list(table.schema):
                 # inferred lists with leading nulls come out corrupt (apache/arrow#51305);
                 # the same types given explicitly parse correctly
-                options = pj.ParseOptions(explicit_schema=table.schema)
-                table = self._read(data, options, threads=threads)
+                table = self._read(data, pj.ParseOptions(explicit_schema=table.schema))
             return table
-        return self._conform(self._read(data, self._explicit_options, threads=threads))
+        return self._conform(self._read(data, self._explicit_options))
 
     def _conform(self, table: pa.Table) -> pa.Table:
         target = self.target
@@ -458,7 +449,7 @@ class _Parser:
 
     def single_column(self, name: str) -> _Parser:
         assert self.target is not None
-        return _Parser(pa.schema([self.target.field(name)]), url=self.url, use_threads=False)
+        return _Parser(pa.schema([self.target.field(name)]), url=self.url)
 
 
 def _has_list(t: pa.Schema | pa.DataType) -> bool:
@@ -661,7 +652,7 @@ class _Salvage:
                 good.append(i)
                 continue
             try:
-                self.parser.parse(raw + b"\n", threads=False)
+                self.parser.parse(raw + b"\n")
             except _PARSE_ERRORS:
                 self.bad.append(_Bad(self.block.first_line + i, raw, obj))
                 if self.stop_at_first:
@@ -672,12 +663,12 @@ class _Salvage:
             return
         kept = np.asarray(good, dtype=np.int64)
         try:
-            self._keep(self.parser.parse(self._bytes(kept), threads=False), kept)
+            self._keep(self.parser.parse(self._bytes(kept)), kept)
         except _PARSE_ERRORS:
             # lines that fit one by one but not together (inferred types that conflict)
             for i in good:
                 one = np.asarray([i], dtype=np.int64)
-                self._keep(self.parser.parse(self._bytes(one), threads=False), one)
+                self._keep(self.parser.parse(self._bytes(one)), one)
 
 
 def _explain(bad: _Bad, parser: _Parser) -> str:
@@ -694,7 +685,7 @@ def _explain(bad: _Bad, parser: _Parser) -> str:
             if _surely_fits(value, f.type):
                 continue
             try:
-                parser.single_column(f.name).parse(bad.data + b"\n", threads=False)
+                parser.single_column(f.name).parse(bad.data + b"\n")
             except _PARSE_ERRORS:
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= _SNIPPET else shown[: _SNIPPET - 3] + "..."
@@ -763,7 +754,7 @@ def _row_line(piece: _Piece, row: int) -> int | None:
 # -- the public readers ------------------------------------------------------------------------
 def _pieces(
     block: _Block, parser: _Parser, *, url: str, on_bad_lines: str, tally: BadLineTally | None,
-    order: int | None, explained: list[bool],
+    order: int | None,
 ) -> list[_Piece]:
     """Parse one block; isolate and handle bad lines if pyarrow rejects it."""
     whole_failed = False
@@ -782,10 +773,40 @@ def _pieces(
                 "(pass on_bad_lines='skip' to skip bad lines)"
             )
         if tally is not None:
-            reason = _explain(first, parser) if not explained[0] else "bad line"
-            explained[0] = True
-            tally.add(url, first.line, reason, n=len(salvage.bad), order=order)
+            tally.add(url, first.line, _explain(first, parser), n=len(salvage.bad), order=order)
     return salvage.pieces
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _parse_pool() -> ThreadPoolExecutor:
+    """Threads that parse blocks, shared by every read (as many as pyarrow's CPU pool)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, pa.cpu_count()),
+                                       thread_name_prefix="lakekit-jsonl-parse")
+        return _POOL
+
+
+def _ordered_map(fn: Callable[[_Block], T], blocks: Iterator[_Block]) -> Iterator[T]:
+    """``map(fn, blocks)`` on the parse pool, a few blocks in flight, results in order."""
+    pool = _parse_pool()
+    window = max(2, pa.cpu_count())
+    pending: deque[Future[T]] = deque()
+    try:
+        for block in blocks:
+            if len(pending) >= window:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, block))
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
 
 
 def _check_options(block_size: int, on_bad_lines: str, max_line_bytes: int) -> None:
@@ -846,7 +867,8 @@ def read_jsonl_batches(
         The file's position in the read, so that ``tally.first`` is deterministic when
         files are read concurrently.
     use_threads
-        Parse each block on all cores (pyarrow's CPU pool).
+        Parse several blocks at once on a pool shared by all reads (as many threads as
+        ``pyarrow.cpu_count()``); ``False`` parses on the calling thread.
     prefetch
         Read and decompress the next block in a background thread while parsing.
     max_line_bytes
@@ -882,7 +904,7 @@ def read_jsonl_batches(
             target = pa.schema([schema.field(c) for c in names], metadata=schema.metadata)
         else:
             target = schema
-    parser = _Parser(target, url=url, use_threads=use_threads)
+    parser = _Parser(target, url=url)
     unifier = _Unifier(url) if target is None else None
     stream = _open(fs, path, url, compression, block_size)
     blocks: Iterator[_Block] = _iter_blocks(
@@ -891,19 +913,24 @@ def read_jsonl_batches(
     )
     if prefetch:
         blocks = _prefetch(blocks)
-    explained = [False]
+
+    def parse(block: _Block) -> list[_Piece]:
+        return _pieces(block, parser, url=url, on_bad_lines=on_bad_lines, tally=tally,
+                       order=order)
+
+    parsed = _ordered_map(parse, blocks) if use_threads else map(parse, blocks)
     try:
-        for block in blocks:
-            for piece in _pieces(block, parser, url=url, on_bad_lines=on_bad_lines, tally=tally,
-                                 order=order, explained=explained):
+        for pieces in parsed:
+            for piece in pieces:
                 table = piece.table if unifier is None else unifier.add(piece)
                 if names is not None and unifier is not None:
                     table = _select(table, names)
                 yield from table.to_batches()
     finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()
+        for it in (parsed, blocks):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
 
 def _select(table: pa.Table, names: list[str]) -> pa.Table:
@@ -948,14 +975,14 @@ def infer_jsonl_schema(
     stream = _open(fs, path, url, compression, sample_bytes)
     blocks = _iter_blocks(stream, url=url, compression=compression, block_size=sample_bytes,
                           max_line_bytes=max_line_bytes, parse_size=sample_bytes)
-    parser = _Parser(None, url=url, use_threads=True)
+    parser = _Parser(None, url=url)
     try:
         block = next(blocks, None)
         if block is None:
             return pa.schema([])
         unifier = _Unifier(url)
         for piece in _pieces(block, parser, url=url, on_bad_lines="skip", tally=None,
-                             order=None, explained=[True]):
+                             order=None):
             unifier.add(piece)
         schema = unifier.schema if unifier.schema is not None else pa.schema([])
         seen = len(block.data)
