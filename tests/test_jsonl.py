@@ -402,6 +402,35 @@ def test_truncated_compressed_file_is_a_format_error(tmp_path: Path, ext: str) -
         read(path, block_size=1024)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["isal", "pyarrow"])
+def test_both_gzip_decoders_agree_on_members_truncation_and_corruption(
+    tmp_path: Path, fast: bool
+) -> None:
+    from lakekit.load.jsonl import _iter_blocks, _open
+
+    def text(name: str, data: bytes) -> bytes:
+        path = tmp_path / name
+        path.write_bytes(data)
+        stream = _open(LOCAL, str(path), str(path), "gzip", 4096, fast_gzip=fast)
+        blocks = _iter_blocks(stream, url=str(path), compression="gzip", block_size=4096,
+                              max_line_bytes=1 << 20)
+        return b"".join(bytes(b.data) for b in blocks)
+
+    body = jsonl([event(i) for i in range(2000)])
+    members = gzip.compress(body[:5000]) + gzip.compress(body[5000:], compresslevel=9)
+    assert text("m.jsonl.gz", members) == body
+    assert text("empty.jsonl.gz", b"") == b""
+    whole = gzip.compress(body)
+    with pytest.raises(FormatError, match="truncated or corrupt"):
+        text("cut.jsonl.gz", whole[:-9])
+    corrupt = bytearray(whole)
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = bytes(64)
+    with pytest.raises(FormatError, match="truncated or corrupt"):
+        text("bad.jsonl.gz", bytes(corrupt))
+    with pytest.raises(FormatError, match="gzip"):
+        text("plain.jsonl.gz", body)
+
+
 def test_file_that_is_not_gzip_is_a_format_error(tmp_path: Path) -> None:
     path = tmp_path / "plain.jsonl.gz"
     path.write_bytes(jsonl([event(0)]))
