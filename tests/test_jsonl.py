@@ -176,6 +176,32 @@ def test_valid_json_that_is_not_an_object_is_a_bad_line(tmp_path: Path, line: by
     assert table.column("a").to_pylist() == [1, 2]
 
 
+@pytest.mark.parametrize(("line", "reason"), [
+    (b'{"a": "caf\xe9"}', "invalid UTF-8"),                 # pyarrow alone passes it through
+    (b'{"a": 1}{"a": 2}', "invalid JSON (Extra data"),       # pyarrow alone reads two rows
+    (b'{"a": 1, "a": 2}', "specified twice"),                # json.loads alone keeps the last
+    (b'{"a": 1e400}', "Number too big"),
+])
+def test_lines_either_parser_alone_would_let_through_are_bad(tmp_path: Path, line: bytes,
+                                                              reason: str) -> None:
+    lines = [b'{"a": %d}' % i for i in range(300)]
+    lines[123] = line
+    path = write(tmp_path / "odd.jsonl.zst", b"\n".join(lines) + b"\n")
+    with pytest.raises(BadRecordError, match=re.escape(f"{path}:124: ") + ".*" + re.escape(reason)):
+        read(path, schema=pa.schema([("a", pa.float64())]), block_size=1024)
+    tally = BadLineTally()
+    table = read(path, schema=pa.schema([("a", pa.float64())]), on_bad_lines="skip", tally=tally)
+    assert tally.count == 1 and table.num_rows == 299
+    assert 123.0 not in table.column("a").to_pylist()
+
+
+def test_nan_and_infinity_are_numbers_like_in_pyarrow(tmp_path: Path) -> None:
+    path = tmp_path / "nan.jsonl"
+    path.write_bytes(b'{"x": 1.5}\n{"x": NaN}\n{"x": -Infinity}\n')
+    values = lk.load(path).column("x").to_pylist()
+    assert values[0] == 1.5 and values[1] != values[1] and values[2] == float("-inf")
+
+
 def test_skip_drops_bad_lines_and_warns_with_count_and_first_location(tmp_path: Path) -> None:
     rows = [event(i) for i in range(2000)]
     lines = jsonl(rows).splitlines(keepends=True)

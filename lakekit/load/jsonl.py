@@ -15,6 +15,7 @@ import json
 import math
 import os
 import queue
+import re
 import sys
 import threading
 import warnings
@@ -790,7 +791,8 @@ def _explain(bad: _Bad, parser: _Parser) -> str:
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= _SNIPPET else shown[: _SNIPPET - 3] + "..."
                 return f"column {f.name!r}: expected {f.type}, got {_json_kind(value)} {shown}"
-    detail = bad.error.removeprefix("JSON parse error: ") or "it does not fit the schema"
+    detail = re.sub(r"\.? in row \d+$", "", bad.error.removeprefix("JSON parse error: "))
+    detail = detail or "it does not fit the schema"
     return f"expected a JSON object that fits the schema, got one that does not ({detail}): " \
         f"{_snippet(bad.data)}"
 
