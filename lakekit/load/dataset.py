@@ -86,6 +86,11 @@ class Dataset:
         return self._format
 
     @property
+    def location(self) -> Location:
+        """Where the dataset lives (filesystem and root path; its repr holds no credentials)."""
+        return self._location
+
+    @property
     def version(self) -> int | None:
         """The Delta table version read (``None`` for plain files)."""
         return self._version

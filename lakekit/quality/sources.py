@@ -183,7 +183,7 @@ def open_source(
     from lakekit.load.dataset import Dataset
 
     if isinstance(obj, Dataset):
-        location: Location = obj._location  # the Dataset's resolved location
+        location: Location = obj.location
         kind: Kind = "delta" if obj.format == "delta" else "files"
         label = location.url + (f"@v{obj.version}" if obj.version is not None else "")
         return Source(kind, label, location=location, version=obj.version, _dataset=obj)
