@@ -848,7 +848,7 @@ def _row_line(piece: _Piece, row: int) -> int | None:
     starts, ends = block.bounds()
     seen = 0
     for i in range(len(starts)):
-        if bytes(block.data[int(starts[i]) : int(ends[i])]).strip():
+        if bytes(block.data[int(starts[i]) : int(ends[i])]).strip(_WHITESPACE):
             if seen == row:
                 return block.first_line + i
             seen += 1
