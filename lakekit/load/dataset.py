@@ -356,7 +356,7 @@ class Dataset:
             else:
                 tables = self._text_tables(
                     entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar,
-                    block_size=max(64 << 10, min(16 << 20, budget // 4)),
+                    budget=budget,
                 )
             try:
                 yield from tables
@@ -426,9 +426,13 @@ class Dataset:
         n_rows: int | None,
         bar: Progress,
         *,
-        block_size: int,
+        budget: int,
     ) -> Iterator[pa.Table]:
         schema = self.schema
+        parallel = workers > 1 and len(entries) > 1 and n_rows is None
+        # Each file in flight holds a few blocks of text plus what it parsed.
+        block_size = max(64 << 10, min(16 << 20, budget // (4 * (workers if parallel else 1))))
+        order = {e.path: i for i, e in enumerate(entries)}
         file_cols = [c for c in needed if c not in self._partition_fields.names]
         file_schema = pa.schema([schema.field(c) for c in file_cols])
         tally = _new_tally(self._format)
@@ -445,6 +449,7 @@ class Dataset:
                 on_bad_lines=self._on_bad_lines,
                 tally=tally,
                 block_size=block_size,
+                order=order[entry.path],
             ):
                 yield self._finish(pa.Table.from_batches([batch]), entry, needed, columns, expr)
 
@@ -455,7 +460,7 @@ class Dataset:
             return pa.concat_tables(parts) if parts else target.empty_table()
 
         try:
-            if workers > 1 and len(entries) > 1 and n_rows is None:
+            if parallel:
                 yield from ordered_map(whole, entries, workers=workers)
             else:
                 # Streaming (iter_batches, n_rows): block by block, so reading stops early.
@@ -560,6 +565,7 @@ def _read_text(
     on_bad_lines: str,
     tally: Any,
     block_size: int,
+    order: int,
 ) -> Iterator[pa.RecordBatch]:
     if fmt == "jsonl":
         from lakekit.load.jsonl import compression_of, read_jsonl_batches
@@ -574,6 +580,7 @@ def _read_text(
             on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
             tally=tally,
             block_size=block_size,
+            order=order,
         )
     from lakekit.load.csv import read_csv_batches
     from lakekit.load.jsonl import compression_of
