@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakekit.errors import ConfigError, MissingDependencyError
+from lakekit.errors import ConfigError, FormatError, MissingDependencyError
 from lakekit.load import delta as delta_source
 from lakekit.load.discover import FileEntry, check_formats, discover
 from lakekit.load.filters import Filter, partition_expression, partition_schema, to_expression
@@ -350,9 +350,13 @@ class Dataset:
             if self._engine is not None:
                 tables: Iterator[pa.Table] = self._engine_tables(columns, needed, expr)
             elif self._parquet is not None:
-                tables = self._parquet_tables(
-                    entries, columns, needed, expr, n_workers, budget, n_rows, bar
-                )
+                whole_local = self._location.is_local and self._format == "parquet"
+                if whole_local and not streaming and n_rows is None:
+                    tables = self._local_scan(entries, columns, needed, expr, n_workers, bar)
+                else:
+                    tables = self._parquet_tables(
+                        entries, columns, needed, expr, n_workers, budget, n_rows, bar
+                    )
             else:
                 tables = self._text_tables(
                     entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar,
@@ -376,6 +380,56 @@ class Dataset:
             if expr is not None:
                 table = table.filter(expr)
             yield table.select(columns)
+
+    def _local_scan(
+        self,
+        entries: list[FileEntry],
+        columns: list[str],
+        needed: list[str],
+        expr: pc.Expression | None,
+        workers: int,
+        bar: Progress,
+    ) -> Iterator[pa.Table]:
+        """Whole reads on local disk: one pyarrow.dataset scan over the opened fragments
+        (the same engine as ``pyarrow.parquet.read_table``), batches in file order."""
+        pf = self._parquet
+        assert pf is not None
+        plans = list(
+            ordered_map(lambda e: pf.open(e, self._pexpr(e)), entries, workers=workers)
+        )
+        if not plans:
+            return
+        dset = pads.FileSystemDataset(
+            [p.fragment for p in plans], self.schema, pf.format, pf.pa_fs
+        )
+        scanner = dset.scanner(columns=needed, filter=expr, use_threads=True)
+        total = sum(p.metadata.num_rows for p in plans) or 1
+        size = sum(e.size or 0 for e in entries)
+        batches = scanner.to_batches()
+        yielded = False
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                # Read file by file instead: its errors name the file that failed. Rows
+                # already given are skipped, not repeated.
+                again = self._parquet_tables(
+                    entries, columns, needed, expr, workers, DEFAULT_BUDGET, None, bar
+                )
+                if not yielded:
+                    yield from again
+                    return
+                for _ in again:
+                    pass
+                raise FormatError(
+                    f"{self._location.url}: {str(exc).strip().splitlines()[0]}"
+                ) from None
+            bar.advance(int(size * batch.num_rows / total))
+            table = pa.Table.from_batches([batch])
+            yielded = True
+            yield table.select(columns) if needed != columns else table
 
     def _parquet_tables(
         self,
