@@ -24,6 +24,7 @@ __all__ = [
     "Location",
     "default_workers",
     "is_transient",
+    "missing_credentials_error",
     "redact",
     "resolve",
     "retry_call",
@@ -246,7 +247,11 @@ def resolve(
             ) from None
         raise ConfigError(f"no filesystem is installed for {protocol}:// URLs: {exc}") from None
     except ValueError as exc:
-        raise ConfigError(redact(f"cannot resolve {text!r}: {exc}", options)) from None
+        hint = ""
+        if "Protocol not known" in str(exc):
+            hint = ("; use a local path or an fsspec URL such as s3://, gs://, abfs://, "
+                    "memory:// or file:// (see docs/storage.md)")
+        raise ConfigError(redact(f"cannot resolve {text!r}: {exc}{hint}", options)) from None
     if protocol == "file":
         path = os.path.abspath(path)
     return Location(fs, path, _protocol_of(fs), options)
@@ -346,4 +351,24 @@ def retry_call(
             raise StorageError(
                 f"{what}: storage error after {attempts} attempts: {type(exc).__name__}"
             ) from None
+        missing = missing_credentials_error(exc, what)
+        if missing is not None:
+            raise missing from None
         raise
+
+
+def missing_credentials_error(exc: BaseException, what: str) -> StorageError | None:
+    """A one-line :class:`StorageError` saying what to do when ``exc`` is "no credentials".
+
+    botocore's ``NoCredentialsError`` / ``PartialCredentialsError`` (found by name, so
+    botocore is not imported here) and deltalake's credential-loading error; ``None`` for
+    any other error.
+    """
+    named = type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError")
+    if not named and "error occurred while loading credentials" not in str(exc):
+        return None  # the second: deltalake (object_store) finding no credentials
+    return StorageError(
+        f"{what}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(or AWS_PROFILE), pass storage_options={'key': ..., 'secret': ...}, or "
+        "{'anon': True} for a public bucket (see docs/storage.md)"
+    )

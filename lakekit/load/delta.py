@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakekit.errors import NotFoundError, VersionNotFoundError, missing_extra
 from lakekit.load.discover import FileEntry
-from lakekit.storage import Location
+from lakekit.storage import Location, missing_credentials_error
 
 __all__ = ["DeltaSnapshot", "is_delta_table", "snapshot"]
 
@@ -38,6 +38,11 @@ def is_delta_table(location: Location) -> bool:
         return bool(location.fs.isdir(location.path.rstrip("/") + "/_delta_log"))
     except (OSError, ValueError):
         return False
+    except Exception as exc:
+        missing = missing_credentials_error(exc, location.url)
+        if missing is not None:
+            raise missing from None
+        raise
 
 
 def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
@@ -61,6 +66,9 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
                 f"{location.url}: version {version} cannot be read ({text.splitlines()[0]}); "
                 "it may not exist or its files were removed by vacuum"
             ) from None
+        missing = missing_credentials_error(exc, location.url)
+        if missing is not None:
+            raise missing from None
         raise
     schema = pa.schema(dt.schema().to_arrow())
     partition_columns = tuple(dt.metadata().partition_columns)
