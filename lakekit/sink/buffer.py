@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import time
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -86,7 +86,7 @@ class RawBatch:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of buffered message data."""
+        """Bytes of message data still held."""
         return sum(map(len, self.chunks))
 
     def _chunk_of(self, pos: int) -> int:
@@ -123,6 +123,44 @@ class RawBatch:
             chunk = memoryview(self.chunks[c])
             parts.append(chunk[max(0, begin - base) : min(len(chunk), end - base)])
         return pa.PythonFile(io.BufferedReader(_ChunkReader(parts), 1 << 20), mode="r")
+
+    def slices(self, max_bytes: int) -> Iterator[tuple[int, RawBatch]]:
+        """Consecutive parts of about ``max_bytes`` (whole chunks), each with the index of
+        its first message. The chunks of a part are released from this batch once the
+        next part is asked for, so decoding part by part holds the raw bytes of at most
+        two parts plus what is left to decode."""
+        begin = 0
+        while begin < len(self.chunks):
+            end, size = begin, 0
+            while end < len(self.chunks) and (end == begin or size < max_bytes):
+                size += len(self.chunks[end])
+                end += 1
+            part = self._part_of(begin, end)
+            first = int(np.searchsorted(self.starts, self.chunk_starts[begin]))
+            yield first, part
+            del part
+            for c in range(begin, end):
+                self.chunks[c] = b""
+            begin = end
+
+    def _part_of(self, c0: int, c1: int) -> RawBatch:
+        lo = int(self.chunk_starts[c0])
+        hi = int(self.chunk_starts[c1]) if c1 < len(self.chunk_starts) else None
+        i = int(np.searchsorted(self.starts, lo))
+        j = int(np.searchsorted(self.starts, hi)) if hi is not None else len(self.starts)
+        return RawBatch(
+            chunks=self.chunks[c0:c1],
+            chunk_starts=self.chunk_starts[c0:c1] - lo,
+            starts=self.starts[i:j] - lo,
+            lengths=self.lengths[i:j],
+            part_index=self.part_index[i:j],
+            offsets=self.offsets[i:j],
+            timestamps=self.timestamps[i:j],
+            keys=self.keys[i:j],
+            partitions=self.partitions,
+            tombstones=self.tombstones[i:j],
+            originals={k - i: v for k, v in self.originals.items() if i <= k < j},
+        )
 
     def last_offsets(self) -> dict[TopicPartitionKey, int]:
         """The last offset of each topic-partition in the batch."""

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from lakekit.errors import CommitConflictError, StorageError, TableError
 from lakekit.sink.buffer import TopicPartitionKey
+from lakekit.sink.files import StagedRows, delta_type
 from lakekit.storage import is_transient, resolve
 
 __all__ = ["CommitOutcome", "CommitRequest", "DeltaTarget", "PartitionPlan", "commit_batch"]
@@ -95,13 +96,60 @@ class DeltaTarget:
         """The version last seen (``None``: no table)."""
         return int(self._table.version()) if self._table is not None else None
 
-    def append(self, data: pa.Table, txns: Mapping[str, int]) -> int:
-        """Append ``data`` and the ``txn`` actions in one commit; returns the new version."""
-        from deltalake import CommitProperties, Transaction, write_deltalake
+    @property
+    def writes_own_files(self) -> bool:
+        """True when the sink writes the parquet files itself (unpartitioned tables without
+        column mapping); otherwise delta-rs writes them."""
+        if self.partition_by:
+            return False
+        table = self._table
+        if table is None:
+            return True
+        if table.metadata().partition_columns:
+            return False
+        mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+        return mapping in (None, "none")
 
-        props = CommitProperties(
-            app_transactions=[Transaction(app_id, int(v)) for app_id, v in sorted(txns.items())],
-        )
+    def stage(self) -> StagedRows:
+        """Somewhere to put a batch's rows before the commit (files when the sink writes
+        them, memory when delta-rs does)."""
+        if self._table is None:
+            self.refresh()
+        return StagedRows(self.location if self.writes_own_files else None)
+
+    def commit_files(self, adds: list[Any], schema: pa.Schema, txns: Mapping[str, int]) -> int:
+        """Commit ``adds`` and the ``txn`` actions in one commit (adding the columns of
+        ``schema`` the table lacks first, in a metadata-only commit); the new version."""
+        from deltalake import Schema as DeltaSchema
+        from deltalake.transaction import create_table_with_add_actions
+
+        props = _commit_properties(txns)
+        schema = pa.schema([f.with_type(delta_type(f.type)) for f in schema])
+        table = self._table
+        if table is None:
+            create_table_with_add_actions(self._uri, DeltaSchema.from_arrow(schema), adds,
+                                          mode="append", storage_options=self._options,
+                                          commit_properties=props)
+            self._table = None
+            self.refresh()
+            return int(self._table.version())
+        current = pa.schema(table.schema().to_arrow())
+        new = [f.with_nullable(True) for f in schema if f.name not in current.names]
+        if new:
+            table.alter.add_columns(list(DeltaSchema.from_arrow(pa.schema(new)).fields))
+            table.update_incremental()
+            current = pa.schema(table.schema().to_arrow())
+        table.create_write_transaction(adds, mode="append", schema=current,
+                                       commit_properties=props)
+        table.update_incremental()
+        return int(table.version())
+
+    def append(self, data: pa.Table, txns: Mapping[str, int]) -> int:
+        """Append ``data`` and the ``txn`` actions in one commit, delta-rs writing the files
+        (partitioned tables); returns the new version."""
+        from deltalake import write_deltalake
+
+        props = _commit_properties(txns)
         if self._table is None:
             write_deltalake(self._uri, data, mode="append", schema_mode="merge",
                             partition_by=self.partition_by, storage_options=self._options,
@@ -111,6 +159,14 @@ class DeltaTarget:
             write_deltalake(self._table, data, mode="append", schema_mode="merge",
                             commit_properties=props)
         return int(self._table.version())
+
+
+def _commit_properties(txns: Mapping[str, int]) -> Any:
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(
+        app_transactions=[Transaction(app_id, int(v)) for app_id, v in sorted(txns.items())],
+    )
 
 
 @dataclass(frozen=True)
@@ -126,17 +182,23 @@ class PartitionPlan:
 
 @dataclass
 class CommitRequest:
-    """A decoded batch, ready to commit. ``row_part`` / ``dead_part`` give the index into
-    ``plans`` of every row of ``rows`` / ``dead``."""
+    """A decoded batch, ready to commit: its rows and dead letters, staged. For every
+    staged row, ``rows.parts`` / ``dead_part`` give the index of its partition in
+    ``plans``; ``dead_offsets`` the offset of every dead letter."""
 
     plans: list[PartitionPlan]
-    rows: pa.Table
-    row_part: np.ndarray
-    dead: pa.Table | None = None
+    rows: StagedRows
+    dead: StagedRows | None = None
     dead_part: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     dead_offsets: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     create_schema: pa.Schema | None = None
     """Schema to create the main table with when a batch has no valid row."""
+
+    def close(self) -> None:
+        """Remove scratch files."""
+        self.rows.close()
+        if self.dead is not None:
+            self.dead.close()
 
 
 @dataclass(frozen=True)
@@ -202,6 +264,28 @@ def commit_batch(main: DeltaTarget, dead: DeltaTarget | None, request: CommitReq
     )
 
 
+def _append(target: DeltaTarget, staged: StagedRows, keep: np.ndarray | None,
+            txns: Mapping[str, int], create_schema: pa.Schema | None = None) -> int | None:
+    """Commit the staged rows that ``keep`` marks (all when ``None``) with ``txns``.
+
+    Returns the new version, or ``None`` when there is no table and nothing to create it
+    with (no column known yet)."""
+    if staged.location is None:
+        rows = staged.table(keep)
+        if rows.num_columns == 0:
+            schema = target.arrow_schema() if target.version is not None else create_schema
+            if schema is None:
+                return None
+            rows = schema.empty_table()
+        return target.append(rows, txns)
+    schema = staged.schema
+    if schema is None:
+        schema = target.arrow_schema() if target.version is not None else create_schema
+        if schema is None:
+            return None
+    return target.commit_files(staged.add_actions(keep), schema, txns)
+
+
 def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
              attempt: int) -> CommitOutcome:
     plans = req.plans
@@ -230,28 +314,21 @@ def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
             dead_skipped = int((dead_ok & ~keep).sum())
             if keep.any():
                 parts = np.unique(req.dead_part[keep])
-                dead_version = dead.append(
-                    req.dead.filter(pa.array(keep)),
-                    {plans[i].app_id: plans[i].last for i in parts},
-                )
+                dead_version = _append(dead, req.dead, keep,
+                                       {plans[i].app_id: plans[i].last for i in parts})
                 dead_n = int(keep.sum())
 
     version = None
     rows_written = 0
     if ok.any():
-        rows: pa.Table | None = req.rows
-        if req.rows.num_rows:
-            rows = req.rows.filter(pa.array(ok[req.row_part]))
-        if req.rows.num_columns == 0:
-            # no valid row: commit the offsets alone. Without a table and a schema to create
-            # it with, the progress stays implicit (replays skip what the dead-letter table
-            # already holds).
-            schema = main.arrow_schema() if main.version is not None else req.create_schema
-            rows = schema.empty_table() if schema is not None else None
-        if rows is not None:
-            txns = {plans[i].app_id: plans[i].last for i in np.flatnonzero(ok)}
-            version = main.append(rows, txns)
-            rows_written = rows.num_rows
+        keep_rows = ok[req.rows.parts] if req.rows.num_rows else None
+        txns = {plans[i].app_id: plans[i].last for i in np.flatnonzero(ok)}
+        # no valid row: the offsets are committed alone. Without a table and a schema to
+        # create it with, the progress stays implicit (replays skip what the dead-letter
+        # table already holds).
+        version = _append(main, req.rows, keep_rows, txns, req.create_schema)
+        if version is not None:
+            rows_written = req.rows.num_rows if keep_rows is None else int(keep_rows.sum())
             committed.update({plans[i].tp: plans[i].last for i in np.flatnonzero(ok)})
     return CommitOutcome(version, dead_version, rows_written, dead_n, dead_skipped,
                          committed, lost, attempt)

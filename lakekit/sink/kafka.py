@@ -13,7 +13,9 @@ also committed to Kafka after each Delta commit, but only for lag monitoring.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import signal
 import threading
 import time
@@ -54,6 +56,7 @@ _FORCED_CONSUMER_KEYS = ("bootstrap_servers", "group_id", "enable_auto_commit")
 _MAX_POLL_FAILURES = 10
 _FIRST_ASSIGNMENT_WAIT = 60.0
 _CLOSE_TIMEOUT_MS = 5000
+_DECODE_SLICE_BYTES = 4 << 20  # decode this much text at a time (bounds parser memory)
 
 
 @dataclass
@@ -170,6 +173,7 @@ class KafkaDeltaSink:
         self._consumer_config = self._build_consumer_config(consumer_config)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._trim_memory = os.environ.get("LAKEKIT_SINK_TRIM", "1") != "0"
         self._stats = SinkStats()
         self._reset_run_state()
 
@@ -498,12 +502,19 @@ class KafkaDeltaSink:
         batch = box.pop()
         nrecords, nbytes = len(batch), batch.nbytes
         request = self._prepare(batch, expected)
-        del batch  # the raw bytes are no longer needed: free them before writing
+        partitions = [p.tp for p in request.plans]
+        del batch  # the raw bytes are no longer needed
         prepared = time.monotonic()
-        outcome = commit_batch(self._main, self._dead, request)
+        try:
+            outcome = commit_batch(self._main, self._dead, request)
+        finally:
+            request.close()
+            del request
+            if self._trim_memory:
+                return_free_memory()
         done = time.monotonic()
         return _JobResult(nrecords, nbytes, outcome, prepared - start, done - prepared, reason,
-                          [p.tp for p in request.plans])
+                          partitions)
 
     def _decode_schema(self) -> pa.Schema | None:
         """The schema decoding starts from: the user's fields, then the table's."""
@@ -521,7 +532,60 @@ class KafkaDeltaSink:
 
     def _prepare(self, batch: RawBatch, expected: dict[TopicPartitionKey, int | None]
                  ) -> CommitRequest:
-        decoded = self._decoder.decode(batch, self._decode_schema(), self._schema.extra)
+        """Decode, validate and stage a batch (rows and dead letters), part by part: each
+        part's raw bytes are released, and its rows written to a data file, before the
+        next part is decoded."""
+        schema = self._decode_schema()
+        plans = []
+        last = batch.last_offsets()
+        for tp in batch.partitions:
+            plans.append(PartitionPlan(tp, self._app_id(tp), expected[tp], last[tp]))
+        request = CommitRequest(plans, self._main.stage(), create_schema=self._create_schema())
+        dead_part: list[np.ndarray] = []
+        dead_offsets: list[np.ndarray] = []
+        try:
+            for _, part in batch.slices(_DECODE_SLICE_BYTES):
+                table, rows, errors = self._decode_part(part, schema)
+                if errors and self.on_error == "fail":
+                    raise self._bad_record(part, errors)
+                if errors and self._dead is not None:
+                    if request.dead is None:
+                        request.dead = self._dead.stage()
+                    rows_dead, idx = dead_letter_rows(part, errors)
+                    request.dead.add(rows_dead, part.part_index[idx])
+                    dead_part.append(part.part_index[idx])
+                    dead_offsets.append(part.offsets[idx])
+                if table.num_columns:
+                    if self._schema.extra == "infer":
+                        schema = _fix_types(schema, table.schema)
+                    if self.kafka_metadata:
+                        table = self._with_metadata(table, part, rows)
+                    request.rows.add(table, part.part_index[rows])
+            request.rows.finish()
+            if request.dead is not None:
+                request.dead.finish()
+        except BaseException:
+            request.close()
+            raise
+        if dead_part:
+            request.dead_part = np.concatenate(dead_part)
+            request.dead_offsets = np.concatenate(dead_offsets)
+        return request
+
+    @staticmethod
+    def _bad_record(part: RawBatch, errors: list[RowError]) -> BadRecordError:
+        first = errors[0]
+        topic, partition = part.partitions[int(part.part_index[first.index])]
+        return BadRecordError(
+            f"bad record in topic {topic!r} partition {partition} offset "
+            f"{int(part.offsets[first.index])}: {first.stage} failed: {first.error}"
+            + (f" ({len(errors)} bad records nearby)" if len(errors) > 1 else "")
+            + "; on_error='fail' stopped the sink and nothing of this batch was committed"
+        )
+
+    def _decode_part(self, part: RawBatch, schema: pa.Schema | None
+                     ) -> tuple[pa.Table, np.ndarray, list[RowError]]:
+        decoded = self._decoder.decode(part, schema, self._schema.extra)
         table, rows, errors = decoded.table, decoded.rows, decoded.errors
         if self._schema.pandera is not None and table.num_rows:
             failures = validate_rows(table, self._schema.pandera)
@@ -533,29 +597,7 @@ class KafkaDeltaSink:
                 errors.sort(key=lambda e: e.index)
                 table = table.filter(pa.array(~bad))
                 rows = rows[~bad]
-        if errors and self.on_error == "fail":
-            first = errors[0]
-            topic, partition = batch.partitions[int(batch.part_index[first.index])]
-            raise BadRecordError(
-                f"bad record in topic {topic!r} partition {partition} offset "
-                f"{int(batch.offsets[first.index])}: {first.stage} failed: {first.error}"
-                + (f" ({len(errors)} bad records in this batch)" if len(errors) > 1 else "")
-                + "; on_error='fail' stopped the sink and nothing of this batch was committed"
-            )
-        if self.kafka_metadata and table.num_columns:
-            table = self._with_metadata(table, batch, rows)
-        plans = []
-        last = batch.last_offsets()
-        for tp in batch.partitions:
-            plans.append(PartitionPlan(tp, self._app_id(tp), expected[tp], last[tp]))
-        request = CommitRequest(plans, table, batch.part_index[rows],
-                                create_schema=self._create_schema())
-        if errors and self._dead is not None:
-            dead, idx = dead_letter_rows(batch, errors)
-            request.dead = dead
-            request.dead_part = batch.part_index[idx]
-            request.dead_offsets = batch.offsets[idx]
-        return request
+        return table, rows, errors
 
     def _create_schema(self) -> pa.Schema | None:
         user = self._schema.arrow
@@ -724,6 +766,36 @@ class KafkaDeltaSink:
             f"{tp_name(*k)} from " + (str(v + 1) if (v := self._expected[k]) is not None
                                       else self._consumer_config["auto_offset_reset"])
             for k in sorted(keys)) or "none")
+
+
+def return_free_memory() -> None:
+    """Give memory freed by a batch back to the OS: glibc's heap (``malloc_trim``, where
+    available) and arrow's pool. Allocators otherwise keep every freed page for reuse, and
+    the process's RSS ratchets up to the sum of each allocator's own peak."""
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def _fix_types(schema: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
+    """``schema`` plus the fields first seen in ``seen`` (their types fixed from now on)."""
+    fields = list(schema) if schema is not None else []
+    names = {f.name for f in fields}
+    fields += [f.with_nullable(True) for f in seen
+               if f.name not in names and not f.name.startswith("_kafka_")
+               and not pa.types.is_null(f.type)]
+    return pa.schema(fields)
 
 
 def _log_commit_failure(offsets: Any, response: Any) -> None:
