@@ -97,3 +97,17 @@ def _marks(page: Path) -> list[pytest.MarkDecorator]:
 )
 def test_page_runs(page: Path, tmp_path: Path) -> None:
     _run_page(page, tmp_path)
+
+
+def test_mkdocs_strict_build(tmp_path: Path) -> None:
+    """The site, API reference included, builds with no warning (broken links, docstrings)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    api = (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("lakekit.dataset", "lakekit.Table.restore", "lakekit.check",
+                 "lakekit.KafkaDeltaSink", "lakekit.QualityReport", "lakekit.storage.resolve"):
+        assert f'id="{name}"' in api, f"{name} missing from the API reference"
+    assert (tmp_path / "storage" / "index.html").exists()
