@@ -44,6 +44,7 @@ from lakekit.tables_io import (
     delta_errors,
     dnf_to_sql,
 )
+from lakekit.tables_log import read_history
 from lakekit.tables_schema import fill_missing, schema_changes, write_conflicts
 from lakekit.tables_tags import TagStore, check_tag_name
 from lakekit.tables_types import Commit, CompactResult, TableDiff, VacuumResult
@@ -113,6 +114,11 @@ class Table:
 
     def __repr__(self) -> str:
         return f"Table({self._location.url!r})"
+
+    def _repr_html_(self) -> str:
+        from lakekit.tables_html import table_html
+
+        return table_html(self)
 
     # -- what it is --------------------------------------------------------------------------
     @property
@@ -202,7 +208,9 @@ class Table:
             if missing:
                 raise ConfigError(f"partition_by names columns the data lacks: {missing}")
         if self._needs_create():
-            return self._create(source, mode, parts, meta)
+            created = self._create_or_yield(source, mode, parts, meta)
+            if created is not None:
+                return created
         dt = self._latest()
         existing_parts = list(dt.metadata().partition_columns)
         if parts is not None and parts != existing_parts and schema_mode != "overwrite":
@@ -250,7 +258,9 @@ class Table:
             raise SchemaMismatchError(f"upsert: the data has no key column(s) {missing}")
         check_unique_keys(table, keys)
         if self._needs_create():
-            return self._create(Source(table), "append", None, meta)
+            created = self._create_or_yield(Source(table), "append", None, meta)
+            if created is not None:
+                return created
         dt = self._latest()
         absent = [k for k in keys if k not in pa.schema(dt.schema().to_arrow()).names]
         if absent:
@@ -320,10 +330,8 @@ class Table:
         """
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be >= 1, got {limit}")
-        dt = self._latest()
-        with delta_errors(self._location, "reading history"):
-            entries = retry_call(lambda: dt.history(limit), what=f"{self.uri}: history")
-        return [Commit.from_delta(e) for e in entries]
+        latest = int(self._latest().version())
+        return read_history(self._location, latest, limit)
 
     def read(
         self,
@@ -643,6 +651,17 @@ class Table:
         names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in entries)
         return [n for n in names if n != "_lakekit"]
 
+    def _create_or_yield(self, source: Source, mode: str, parts: list[str] | None,
+                         meta: dict[str, Any]) -> int | None:
+        """Create the table with this write; ``None`` when another writer created it first
+        and the data can be written again (then the caller writes into that table)."""
+        try:
+            return self._create(source, mode, parts, meta)
+        except CommitConflictError:
+            if source.replayable and self.exists:
+                return None
+            raise
+
     def _create(self, source: Source, mode: str, parts: list[str] | None,
                 meta: dict[str, Any]) -> int:
         from deltalake import write_deltalake
@@ -654,12 +673,15 @@ class Table:
                             partition_by=parts, storage_options=self._delta_options,
                             configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
                             commit_properties=props, post_commithook_properties=self._hooks())
-        dt = self._latest()
+        latest = int(self._latest().version())
         # Another process may have committed right after us: find our commit by its id.
-        for entry in dt.history(100):
-            if entry.get("lakekit.write_id") == write_id:
-                return int(entry["version"])
-        return int(dt.version())
+        for commit in read_history(self._location, latest, 100):
+            if commit.write_id == write_id:
+                return commit.version
+        raise TableError(
+            f"{self.uri}: the table was created but lakekit cannot find its own commit among "
+            "the newest 100; read history() to see what happened"
+        )
 
     def _commit_write(self, source: Source, *, mode: str, schema_mode: str | None,
                       partition_by: list[str] | None, metadata: dict[str, Any]) -> int:
