@@ -1,0 +1,122 @@
+"""Notebook rendering: concise reprs and HTML views of Dataset, Table and QualityReport,
+with no credential in any of them."""
+
+from __future__ import annotations
+
+import html.parser
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lakekit as lk
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+class _Checker(html.parser.HTMLParser):
+    """Counts tags and checks that every opened table / div / details is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.seen: dict[str, int] = {}
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen[tag] = self.seen.get(tag, 0) + 1
+        if tag in ("table", "div", "details", "tr"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("table", "div", "details", "tr"):
+            assert self.stack and self.stack[-1] == tag, (self.stack, tag)
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(markup: str) -> _Checker:
+    checker = _Checker()
+    checker.feed(markup)
+    checker.close()
+    assert not checker.stack, f"unclosed tags: {checker.stack}"
+    return checker
+
+
+def _events(n: int, *, bad_user: int | None = None) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    users = [i % 9 for i in range(n)]
+    if bad_user is not None:
+        users[bad_user] = -1
+    return pa.table({
+        "event_id": pa.array(range(n), pa.int64()),
+        "user_id": pa.array(users, pa.int64()),
+        "kind": ["view", "click", "buy"] * (n // 3) + ["view"] * (n % 3),
+        "amount": [1.0] * n,
+        "event_time": pa.array([now - timedelta(minutes=1)] * n, pa.timestamp("us", "UTC")),
+    })
+
+
+def test_dataset_repr_and_html(tmp_path: Path) -> None:
+    for i in range(3):
+        pq.write_table(_events(30), tmp_path / f"part-{i}.parquet")
+    ds = lk.dataset(tmp_path)
+    text = repr(ds)
+    assert text.startswith(f"Dataset({str(tmp_path)!r}, format='parquet', files=3, bytes=")
+    assert "\n" not in text and len(text) < 200
+    view = _parse(ds._repr_html_())
+    body = "".join(view.text)
+    assert "lakekit.Dataset" in body and "3 file(s)" in body
+    assert view.seen["tr"] == 1 + 5  # header + one row per column
+    for name in ("event_id", "user_id", "kind", "amount", "event_time"):
+        assert name in body
+
+
+def test_table_repr_and_html(tmp_path: Path) -> None:
+    t = lk.Table(tmp_path / "events")
+    assert repr(t) == f"Table({str(tmp_path / 'events')!r})"
+    assert "no Delta table here yet" in t._repr_html_()
+    t.write(_events(30))
+    t.tag("clean")
+    t.write(_events(6))
+    view = _parse(t._repr_html_())
+    body = "".join(view.text)
+    assert "lakekit.Table" in body
+    assert "version 1, 36 rows in 2 file(s)" in body
+    assert "tags: clean=v0" in body
+    assert "last 2 commit(s)" in body and "WRITE" in body
+    assert view.seen["tr"] == (1 + 5) + (1 + 2)  # schema table + history table
+
+
+def test_quality_report_repr_and_html(tmp_path: Path) -> None:
+    report = lk.check(_events(30, bad_user=4), "events", schemas_dir=SCHEMAS,
+                      freshness=lk.Freshness(column="event_time", max_age="1h"))
+    text = repr(report)
+    assert text == ("QualityReport('fail', source='<pyarrow 30 rows x 5 columns>', "
+                    "schema=fail, freshness=pass)")
+    markup = report._repr_html_()
+    view = _parse(markup)
+    body = "".join(view.text)
+    assert "FAIL" in body and "failure cases: 1 shown of 1" in body
+    assert "#cf222e" in markup  # fail in red
+    assert "#1a7f37" in markup  # pass in green
+
+
+@pytest.mark.s3
+def test_no_credentials_in_any_view(s3_server: object, s3_bucket: str,
+                                    s3_options: dict[str, object]) -> None:
+    secret = "s3cr3t-value-never-shown"
+    options = {**s3_options, "secret": secret}
+    # moto accepts any secret; the point is that it never shows up
+    t = lk.Table(f"s3://{s3_bucket}/events", storage_options=options)
+    t.write(_events(9))
+    ds = lk.dataset(f"s3://{s3_bucket}/events", storage_options=options)
+    report = lk.check(t, volume=lk.Volume(min_rows=1))
+    for shown in (repr(t), t._repr_html_(), repr(ds), ds._repr_html_(), repr(report),
+                  report._repr_html_(), report.to_json()):
+        assert secret not in shown
+    assert "version 0, 9 rows" in t._repr_html_()
