@@ -43,6 +43,7 @@ class Commit:
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
     metrics: Mapping[str, Any] = field(default_factory=dict, hash=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    write_id: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_delta(cls, info: Mapping[str, Any]) -> Commit:
@@ -55,6 +56,7 @@ class Commit:
             parameters=dict(info.get("operationParameters") or {}),
             metrics=dict(info.get("operationMetrics") or {}),
             metadata={k: v for k, v in info.items() if k not in _STANDARD_KEYS},
+            write_id=info.get("lakekit.write_id"),
         )
 
     def __str__(self) -> str:

@@ -100,6 +100,18 @@ def test_history_has_utc_timestamps_operations_metrics_and_metadata(table: lk.Ta
         table.write(rows(9, 1), metadata={"operation": "spoofed"})
 
 
+def test_history_labels_each_commit_with_its_own_version(tmp_path: Path) -> None:
+    reader = lk.Table(tmp_path / "t")
+    writer = lk.Table(tmp_path / "t")
+    writer.write(rows(0, 1), metadata={"n": 0})
+    assert [c.version for c in reader.history()] == [0]
+    for n in range(1, 5):  # commits the reader's cached log has not seen
+        writer.write(rows(n, 1), metadata={"n": n})
+    history = reader.history()
+    assert [(c.version, c.metadata["n"]) for c in history] == [(n, n) for n in range(4, -1, -1)]
+    assert [(c.version, c.metadata["n"]) for c in reader.history(limit=2)] == [(4, 4), (3, 3)]
+
+
 def test_schema_conflict_names_the_columns_and_writes_nothing(tmp_path: Path) -> None:
     t = lk.Table(tmp_path / "t")
     t.write(rows(0, 3))

@@ -115,10 +115,14 @@ def test_secrets_stay_out_of_reprs_and_errors(s3_server: Any, s3_bucket: str) ->
 
 
 def _append_worker(uri: str, options: dict[str, Any], writer: int, n: int, queue: Any) -> None:
-    t = lk.Table(uri, storage_options=options)
-    versions = [t.write(rows(writer * 1000 + i, 3, writer), metadata={"writer": writer})
-                for i in range(n)]
-    queue.put((writer, versions))
+    try:
+        t = lk.Table(uri, storage_options=options)
+        versions = [t.write(rows(writer * 1000 + i, 3, writer), metadata={"writer": writer})
+                    for i in range(n)]
+        queue.put((writer, versions))
+    except BaseException as exc:  # report, so that the test fails now, not at a timeout
+        queue.put((writer, f"{type(exc).__name__}: {exc}"))
+        raise
 
 
 @pytest.mark.slow
@@ -136,6 +140,7 @@ def test_concurrent_appends_from_four_processes_all_land(
     results = dict(queue.get(timeout=240) for _ in procs)
     for p in procs:
         p.join(timeout=60)
+    assert not [r for r in results.values() if isinstance(r, str)], results
     assert [p.exitcode for p in procs] == [0] * writers
     t = lk.Table(uri, storage_options=s3_options)
     versions = sorted(v for vs in results.values() for v in vs)
