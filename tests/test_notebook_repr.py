@@ -120,3 +120,21 @@ def test_no_credentials_in_any_view(s3_server: object, s3_bucket: str,
                   report._repr_html_(), report.to_json()):
         assert secret not in shown
     assert "version 0, 9 rows" in t._repr_html_()
+
+
+def test_progress_in_logs_is_plain_lines(tmp_path: Path) -> None:
+    """progress=True with stderr going to a log (not a terminal, not Jupyter): whole lines."""
+    import subprocess
+    import sys
+
+    for i in range(4):
+        pq.write_table(_events(300), tmp_path / f"part-{i}.parquet")
+    code = f"import lakekit as lk; print(lk.load({str(tmp_path)!r}, progress=True).num_rows)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1200"
+    assert "\r" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines and all(line.startswith("lakekit parquet:") for line in lines), lines
+    assert "100%" in lines[-1]

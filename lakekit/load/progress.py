@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["Progress", "interactive"]
 
@@ -14,6 +15,43 @@ def interactive() -> bool:
     if "ipykernel" in sys.modules:
         return True
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+class _LineWriter:
+    """A stream for logs: each refresh of a bar becomes one plain line (no carriage returns)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last = ""
+
+    def write(self, text: str) -> int:
+        for part in text.replace("\r", "\n").split("\n"):
+            line = part.strip()
+            if line and line != self._last:
+                self._stream.write(line + "\n")
+                self._last = line
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _make_bar(*, total: int | None, desc: str) -> Any:
+    """A widget in Jupyter (with ipywidgets), a redrawn line on a terminal, plain lines in logs."""
+    common: dict[str, Any] = dict(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+    )
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        return notebook_tqdm(leave=False, mininterval=0.2, **common)
+    from tqdm.std import tqdm
+
+    if "ipykernel" in sys.modules or getattr(sys.stderr, "isatty", lambda: False)():
+        return tqdm(leave=False, mininterval=0.2, **common)
+    # a log file or a pipe: a line every few seconds, and a last one when done
+    return tqdm(file=_LineWriter(sys.stderr), leave=True, mininterval=5.0, ncols=100,
+                ascii=True, **common)
 
 
 class Progress:
@@ -26,12 +64,7 @@ class Progress:
         if enabled is None:
             enabled = interactive()
         if enabled:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(
-                total=total_bytes or None, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=desc, leave=False, mininterval=0.2,
-            )
+            self._bar = _make_bar(total=total_bytes or None, desc=desc)
 
     def advance(self, nbytes: int, files: int = 0) -> None:
         """Record ``nbytes`` read and ``files`` finished."""
