@@ -40,7 +40,7 @@ def _python_blocks(page: Path) -> list[tuple[int, str]]:
 def test_there_are_pages_with_code() -> None:
     counts = {p.name: len(_python_blocks(p)) for p in PAGES}
     assert sum(counts.values()) >= 10, counts
-    for name in ("index.md", "storage.md", "loaders.md", "tables.md", "quality.md"):
+    for name in ("index.md", "storage.md", "loaders.md", "tables.md", "sink.md", "quality.md"):
         assert counts.get(name, 0) >= 1, f"docs/{name} has no executed example: {counts}"
 
 
