@@ -349,7 +349,8 @@ def retry_call(
     except Exception as exc:
         if is_transient(exc):
             raise StorageError(
-                f"{what}: storage error after {attempts} attempts: {type(exc).__name__}"
+                f"{what}: storage error after {attempts} attempts: {type(exc).__name__}; "
+                "check that the storage (endpoint URL) is reachable"
             ) from None
         missing = missing_credentials_error(exc, what)
         if missing is not None:

@@ -72,3 +72,14 @@ def test_broker_not_reachable(tmp_path: Path) -> None:
                 "--group-id", "g", "--table", str(tmp_path / "t"))
     line = _one_line(proc, "sink")
     assert f"127.0.0.1:{port}" in line and "check bootstrap_servers" in line
+
+
+def test_storage_endpoint_not_reachable() -> None:
+    port = free_port()  # nothing listens there
+    options = ["--storage-option", f"AWS_ENDPOINT_URL=http://127.0.0.1:{port}",
+               "--storage-option", "AWS_ACCESS_KEY_ID=someone",
+               "--storage-option", "AWS_SECRET_ACCESS_KEY=not-shown-anywhere"]
+    proc = _cli("head", "s3://lake/events/", *options)
+    line = _one_line(proc, "head")
+    assert "cannot reach the storage" in line and "endpoint URL" in line
+    assert "not-shown-anywhere" not in proc.stderr + proc.stdout

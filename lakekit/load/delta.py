@@ -9,9 +9,9 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakekit.errors import NotFoundError, VersionNotFoundError, missing_extra
+from lakekit.errors import NotFoundError, StorageError, VersionNotFoundError, missing_extra
 from lakekit.load.discover import FileEntry
-from lakekit.storage import Location, missing_credentials_error
+from lakekit.storage import Location, is_transient, missing_credentials_error
 
 __all__ = ["DeltaSnapshot", "is_delta_table", "snapshot"]
 
@@ -42,6 +42,11 @@ def is_delta_table(location: Location) -> bool:
         missing = missing_credentials_error(exc, location.url)
         if missing is not None:
             raise missing from None
+        if is_transient(exc):
+            raise StorageError(location.redact(
+                f"{location.url}: cannot reach the storage ({exc}); check the endpoint URL "
+                "and the network"
+            )) from None
         raise
 
 
@@ -69,6 +74,11 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         missing = missing_credentials_error(exc, location.url)
         if missing is not None:
             raise missing from None
+        if "error sending request" in text or "connect error" in text:
+            raise StorageError(
+                f"{location.url}: cannot reach the storage (connection failed after "
+                "deltalake's retries); check the endpoint URL and the network"
+            ) from None
         raise
     schema = pa.schema(dt.schema().to_arrow())
     partition_columns = tuple(dt.metadata().partition_columns)
