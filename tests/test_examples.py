@@ -67,6 +67,10 @@ def test_quickstart_notebook(tmp_path: Path) -> None:
     assert any("lakekit.Dataset" in h for h in html)
     assert any("lakekit.QualityReport" in h and "FAIL" in h for h in html)
     assert any("lakekit.Table" in h for h in html)
+    # the loader's progress bar is a Jupyter widget, not text written to stderr
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert not [o for o in outputs if o.output_type == "stream" and o.get("name") == "stderr"]
 
 
 def _airflow_env(tmp_path: Path, table: Path) -> dict[str, str]:
