@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -100,12 +99,13 @@ def produce(broker: KafkaBroker, topic: str, n: int, *, seed: int = 1,
 
 # --- 1. throughput ------------------------------------------------------------------------
 
-def raw_consume(broker: KafkaBroker, topic: str, n: int) -> tuple[float, float]:
-    """Raw kafka-python consumption with the sink's fetch settings; (msgs/s, MB/s)."""
+def _raw_child(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
+    """Raw kafka-python consumption with the sink's fetch settings (from the first record
+    to the last)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=broker.bootstrap_servers, group_id=f"raw-{time.time_ns()}",
+        topic, bootstrap_servers=bootstrap, group_id=f"raw-{time.time_ns()}",
         auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000,
         fetch_max_bytes=50 << 20, **SESSION,
     )
@@ -120,18 +120,16 @@ def raw_consume(broker: KafkaBroker, topic: str, n: int) -> tuple[float, float]:
             nbytes += sum(len(r.value) for r in recs)
     elapsed = time.monotonic() - (first or time.monotonic())
     consumer.close()
-    return count / elapsed, nbytes / elapsed / 1e6
+    return {"msgs_s": count / elapsed, "mb_s": nbytes / elapsed / 1e6, "elapsed": elapsed}
 
 
-def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
-                 **options: Any) -> tuple[float, float, Any, float]:
-    """The sink from its first record to the Delta commit of its last one (leaving the
-    group afterwards is not counted); (msgs/s, MB/s, stats, elapsed)."""
+def _sink_child(bootstrap: str, topic: str, n: int, table: str) -> dict[str, Any]:
+    """The sink at its defaults, from its first record to the Delta commit of its last one
+    (leaving the group afterwards is not counted)."""
     import lakekit as lk
 
-    sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=broker.bootstrap_servers,
-                             group_id=f"sink-{time.time_ns()}", consumer_config=SESSION,
-                             **options)
+    sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap,
+                             group_id=f"sink-{time.time_ns()}", consumer_config=SESSION)
     marks: dict[str, float] = {}
 
     def watch() -> None:
@@ -148,7 +146,29 @@ def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
     stats = sink.run(max_messages=n)
     watcher.join(timeout=1)
     elapsed = marks.get("end", time.monotonic()) - marks["first"]
-    return stats.records_in / elapsed, stats.bytes_in / elapsed / 1e6, stats, elapsed
+    return {"msgs_s": stats.records_in / elapsed, "mb_s": stats.bytes_in / elapsed / 1e6,
+            "elapsed": elapsed, "commits": stats.commits, "wait_s": stats.wait_seconds}
+
+
+def _child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one measurement in a fresh process (allocator settings and caches of one run
+    do not leak into the next); its result is the JSON on its last stdout line."""
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
+                         text=True, timeout=1200, check=False,
+                         env={**os.environ, **(env or {})})
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child {args[0]} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def raw_consume(broker: KafkaBroker, topic: str, n: int) -> dict[str, Any]:
+    return _child("raw", broker.bootstrap_servers, topic, str(n))
+
+
+def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
+    return _child("sink", broker.bootstrap_servers, topic, str(n), table, env=env)
 
 
 def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict[str, Any]:
@@ -159,14 +179,16 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict
     raws, sinks = [], []
     for rep in range(reps):
         raws.append(raw_consume(broker, topic, n))
-        print(f"raw kafka-python: {raws[-1][0]:,.0f} msg/s, {raws[-1][1]:.1f} MB/s", flush=True)
+        print(f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
         table = str(root / f"throughput-{rep}")
         sinks.append(sink_consume(broker, topic, n, table))
-        print(f"sink: {sinks[-1][0]:,.0f} msg/s, {sinks[-1][1]:.1f} MB/s", flush=True)
+        print(f"sink: {sinks[-1]['msgs_s']:,.0f} msg/s, waited for commits "
+              f"{sinks[-1]['wait_s']:.1f}s of {sinks[-1]['elapsed']:.1f}s", flush=True)
     raws.append(raw_consume(broker, topic, n))
-    print(f"raw kafka-python: {raws[-1][0]:,.0f} msg/s, {raws[-1][1]:.1f} MB/s", flush=True)
+    print(f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
     # each sink run against the mean of the raw runs just before and after it
-    ratios = [s[0] / ((raws[i][0] + raws[i + 1][0]) / 2) for i, s in enumerate(sinks)]
+    ratios = [s["msgs_s"] / ((raws[i]["msgs_s"] + raws[i + 1]["msgs_s"]) / 2)
+              for i, s in enumerate(sinks)]
     best = int(np.argsort(ratios)[len(ratios) // 2])
     return {"n": n, "mb": mb, "raws": raws, "sinks": sinks, "ratios": ratios,
             "ratio": float(np.median(ratios)), "sink": sinks[best],
@@ -219,9 +241,9 @@ def naive_per_poll(broker: KafkaBroker, topic: str, n: int, table: str) -> tuple
 def bench_files(broker: KafkaBroker, throughput: dict[str, Any], root: Path,
                 steady_seconds: float) -> dict[str, Any]:
     files, avg_mb, commits = table_shape(throughput["table"])
-    elapsed = throughput["sink"][3]
+    elapsed = throughput["sink"]["elapsed"]
     backlog = {"files": files, "avg_mb": avg_mb, "commits": commits,
-               "per_min": commits / (elapsed / 60), "mb_s": throughput["sink"][1]}
+               "per_min": commits / (elapsed / 60), "mb_s": throughput["sink"]["mb_s"]}
     # steady 1 MB/s for steady_seconds, sink at defaults running alongside
     topic = "bench-steady"
     broker.create_topic(topic, PARTITIONS)
@@ -235,7 +257,7 @@ def bench_files(broker: KafkaBroker, throughput: dict[str, Any], root: Path,
     producer.join()
     s_files, s_avg, s_commits = table_shape(steady_table)
     steady = {"files": s_files, "avg_mb": s_avg, "commits": s_commits,
-              "per_min": s_commits / (sink[3] / 60), "mb_s": rate}
+              "per_min": s_commits / (sink["elapsed"] / 60), "mb_s": rate}
     naive_n = 20_000
     naive_table = str(root / "naive")
     naive_rate, _ = naive_per_poll(broker, "bench-throughput", naive_n, naive_table)
@@ -255,16 +277,19 @@ def bench_files(broker: KafkaBroker, throughput: dict[str, Any], root: Path,
 # --- 3. memory ----------------------------------------------------------------------------
 
 _MEMORY_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import lakekit as lk
 import deltalake, kafka, pyarrow.json, pyarrow.parquet  # noqa: F401  (what a sink run loads)
 bootstrap, topic, table, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap, group_id="memory",
                          consumer_config={"session_timeout_ms": 6000})
-idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status(key):  # VmHWM is this process's own peak (ru_maxrss carries the parent's over)
+    line = [x for x in open("/proc/self/status") if x.startswith(key + ":")][0]
+    return int(line.split()[1]) / 1024
+idle = status("VmRSS")
 start = time.monotonic()
 stats = sink.run(max_messages=n)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status("VmHWM")
 print(json.dumps({"idle_mb": idle, "peak_mb": peak, "records": stats.records_in,
                   "rows": stats.rows_written, "mb_in": stats.bytes_in / 1e6,
                   "seconds": time.monotonic() - start, "commits": stats.commits}))
@@ -301,6 +326,14 @@ def machine() -> str:
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        kind, args = sys.argv[2], sys.argv[3:]
+        if kind == "raw":
+            result = _raw_child(args[0], args[1], int(args[2]))
+        else:
+            result = _sink_child(args[0], args[1], int(args[2]), args[3])
+        print(json.dumps(result))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="?", default="all",
                         choices=["throughput", "files", "memory", "all"])
@@ -322,12 +355,12 @@ def main() -> None:
                 print("| run | messages/s | MB/s | sink vs ceiling |\n"
                       "| --- | ---: | ---: | ---: |")
                 for i, raw in enumerate(tp["raws"]):
-                    print(f"| raw kafka-python consumer (ceiling) #{i + 1} | {raw[0]:,.0f} | "
-                          f"{raw[1]:.1f} | |")
+                    print(f"| raw kafka-python consumer (ceiling) #{i + 1} | "
+                          f"{raw['msgs_s']:,.0f} | {raw['mb_s']:.1f} | |")
                     if i < len(tp["sinks"]):
                         s = tp["sinks"][i]
-                        print(f"| lakekit sink, end to end #{i + 1} | {s[0]:,.0f} | {s[1]:.1f} | "
-                              f"{tp['ratios'][i]:.0%} |")
+                        print(f"| lakekit sink, end to end #{i + 1} | {s['msgs_s']:,.0f} | "
+                              f"{s['mb_s']:.1f} | {tp['ratios'][i]:.0%} |")
                 print(f"\nmedian sink / ceiling: **{tp['ratio']:.0%}** (each sink run against "
                       f"the mean of the raw runs before and after it); {tp['n']:,} messages "
                       f"({tp['mb']:.0f} MB) per run; target >= 75%.", flush=True)
@@ -365,8 +398,7 @@ def main() -> None:
                       f"{mem['seconds']:.0f} s |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        print(f"\n(children peak RSS: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}"
-              " KB, includes the broker)")
+        pass
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ offsets, timestamps, lengths and keys go into compact arrays. A flushed buffer b
 
 from __future__ import annotations
 
-import io
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,32 +29,6 @@ _VALUE = attrgetter("value")
 _OFFSET = attrgetter("offset")
 _TIMESTAMP = attrgetter("timestamp")
 _KEY = attrgetter("key")
-
-
-class _ChunkReader(io.RawIOBase):
-    """A read-only stream over consecutive memoryview slices."""
-
-    def __init__(self, parts: list[memoryview]) -> None:
-        self._parts = parts
-        self._i = 0
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        out = memoryview(b).cast("B")
-        n = 0
-        while n < len(out) and self._i < len(self._parts):
-            part = self._parts[self._i]
-            take = min(len(out) - n, len(part) - self._pos)
-            out[n : n + take] = part[self._pos : self._pos + take]
-            n += take
-            self._pos += take
-            if self._pos == len(part):
-                self._i += 1
-                self._pos = 0
-        return n
 
 
 @dataclass
@@ -80,6 +53,12 @@ class RawBatch:
     partitions: list[TopicPartitionKey]
     tombstones: np.ndarray
     originals: dict[int, bytes] = field(default_factory=dict)
+    held: int = -1
+    """Bytes of message data still held (decoding part by part releases them)."""
+
+    def __post_init__(self) -> None:
+        if self.held < 0:
+            self.held = sum(map(len, self.chunks))
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -87,7 +66,7 @@ class RawBatch:
     @property
     def nbytes(self) -> int:
         """Bytes of message data still held."""
-        return sum(map(len, self.chunks))
+        return self.held
 
     def _chunk_of(self, pos: int) -> int:
         return int(np.searchsorted(self.chunk_starts, pos, side="right")) - 1
@@ -108,8 +87,8 @@ class RawBatch:
         return self.stored(i)
 
     def reader(self, i: int, j: int) -> pa.NativeFile:
-        """Messages ``i`` to ``j - 1`` as one newline-delimited stream, without a copy
-        of the whole range."""
+        """Messages ``i`` to ``j - 1`` as one newline-delimited stream (zero-copy within a
+        chunk; one copy of the range when it spans chunks)."""
         begin = int(self.starts[i])
         end = int(self.starts[j - 1] + self.lengths[j - 1]) + 1
         c0, c1 = self._chunk_of(begin), self._chunk_of(end - 1)
@@ -122,7 +101,7 @@ class RawBatch:
             base = int(self.chunk_starts[c])
             chunk = memoryview(self.chunks[c])
             parts.append(chunk[max(0, begin - base) : min(len(chunk), end - base)])
-        return pa.PythonFile(io.BufferedReader(_ChunkReader(parts), 1 << 20), mode="r")
+        return pa.BufferReader(pa.py_buffer(b"".join(parts)))
 
     def slices(self, max_bytes: int) -> Iterator[tuple[int, RawBatch]]:
         """Consecutive parts of about ``max_bytes`` (whole chunks), each with the index of
@@ -140,8 +119,10 @@ class RawBatch:
             yield first, part
             del part
             for c in range(begin, end):
+                self.held -= len(self.chunks[c])
                 self.chunks[c] = b""
             begin = end
+        self.held = 0
 
     def _part_of(self, c0: int, c1: int) -> RawBatch:
         lo = int(self.chunk_starts[c0])
