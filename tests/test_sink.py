@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,10 @@ def test_pyarrow_schema_casts_and_drops_unknown_fields(
     assert data.schema.field("id").type == pa.int32()
     assert data.schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert sorted(data.column("id").to_pylist()) == list(range(8))
+    # the file statistics the sink writes let filters skip files, and must not lose rows
+    since = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+    late = lk.Table(table).read(filter=[("at", ">=", since), ("id", "<", 7)])
+    assert sorted(late.column("id").to_pylist()) == [4, 5, 6]
     dead = lk.Table(table + "_dead_letter").read().to_pylist()
     assert sorted(r["offset"] for r in dead) == [8, 9]
     assert all(r["stage"] == "cast" for r in dead)
@@ -283,6 +288,66 @@ def test_raw_and_callable_decoders(kafka_broker: KafkaBroker, tmp_path: Path) ->
     assert set(dead) == {0, 1, 2, 4}
     assert dead[2].startswith("ValueError") and dead[4].startswith("ValueError")
     assert "tombstone" in dead[1]
+
+
+def test_partitioned_table(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = new_topic(kafka_broker, partitions=2)
+    values = [json.dumps({"id": i, "kind": ["view", "buy"][i % 2]}).encode() for i in range(40)]
+    placed = produce(kafka_broker, topic, values, partitions=2)
+    table = str(tmp_path / "by_kind")
+    sink_for(kafka_broker, topic, table, partition_by="kind", kafka_metadata=True,
+             max_batch_rows=15).run(max_messages=40)
+    t = lk.Table(table)
+    assert t.partition_by == ["kind"]
+    assert sorted(where(t.read())) == sorted(placed)
+    assert sorted(t.read(filter=[("kind", "=", "buy")]).column("id").to_pylist()) == \
+        list(range(1, 40, 2))
+
+
+def test_a_partition_committed_by_another_writer_is_not_written_twice(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """A zombie: the sink buffers a partition whose offsets another writer commits first
+    (what a second sink process does after a rebalance the first one missed)."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    topic = new_topic(kafka_broker)
+    produce(kafka_broker, topic, [event(i) for i in range(100)])
+    table = str(tmp_path / "events")
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    def make() -> lk.KafkaDeltaSink:
+        return lk.KafkaDeltaSink(topic, table, bootstrap_servers=kafka_broker.bootstrap_servers,
+                                 group_id=group, consumer_config=SESSION, kafka_metadata=True,
+                                 max_batch_seconds=300)
+
+    sink = make()
+    runner = threading.Thread(target=sink.run)
+    runner.start()
+    deadline = time.monotonic() + 30
+    while sink.stats.records_in < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # the other writer lands offsets 0..49 of partition 0, with its txn, in one commit
+    other = pa.table({"id": pa.array(range(50), pa.int64()), "user": ["other"] * 50,
+                      "amount": [0.0] * 50, "_kafka_topic": [topic] * 50,
+                      "_kafka_partition": pa.array([0] * 50, pa.int32()),
+                      "_kafka_offset": pa.array(range(50), pa.int64()),
+                      "_kafka_timestamp": pa.array([None] * 50, pa.timestamp("us", tz="UTC"))})
+    write_deltalake(table, other, mode="append", commit_properties=CommitProperties(
+        app_transactions=[Transaction(f"lakekit-sink/{group}/{topic}/0", 49)]))
+    sink.stop()
+    runner.join(timeout=30)
+    assert sink.stats.dropped_on_rebalance == 100  # fenced out: nothing of it was written
+    assert sink.stats.rows_written == 0
+
+    second = make().run(stop_after_idle=1.5)
+    assert second.records_in == 50  # resumed after the other writer's offset 49
+    data = lk.Table(table).read()
+    offsets = data.column("_kafka_offset").to_pylist()
+    assert sorted(offsets) == list(range(100))
+    writers = dict(zip(offsets, data.column("user").to_pylist(), strict=True))
+    assert all(writers[o] == "other" for o in range(50))
+    assert all(writers[o] == f"u{o % 7}" for o in range(50, 100))
 
 
 # --- errors -----------------------------------------------------------------------------------

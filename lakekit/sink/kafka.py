@@ -68,6 +68,7 @@ class _JobResult:
     commit_seconds: float
     reason: str
     partitions: list[TopicPartitionKey]
+    counts: dict[TopicPartitionKey, int]
 
 
 class KafkaDeltaSink:
@@ -523,6 +524,8 @@ class KafkaDeltaSink:
         start = time.monotonic()
         batch = box.pop()
         nrecords, nbytes = len(batch), batch.nbytes
+        counts = dict(zip(batch.partitions, np.bincount(
+            batch.part_index, minlength=len(batch.partitions)).tolist(), strict=True))
         request = self._prepare(batch, expected)
         partitions = [p.tp for p in request.plans]
         del batch  # the raw bytes are no longer needed
@@ -536,7 +539,7 @@ class KafkaDeltaSink:
                 return_free_memory()
         done = time.monotonic()
         return _JobResult(nrecords, nbytes, outcome, prepared - start, done - prepared, reason,
-                          partitions)
+                          partitions, counts)
 
     def _decode_schema(self) -> pa.Schema | None:
         """The schema decoding starts from: the user's fields, then the table's."""
@@ -658,7 +661,7 @@ class KafkaDeltaSink:
                 self._kafka_pending[tp] = last
         dropped = 0
         for tp, found in out.lost.items():
-            dropped += self._handle_lost(tp, found)
+            dropped += result.counts.get(tp, 0) + self._handle_lost(tp, found)
         lag = {}
         for tp in result.partitions:
             kafka_tp = self._kafka_tps.get(tp)

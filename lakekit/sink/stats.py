@@ -71,8 +71,8 @@ class SinkStats:
     dead_lettered: int = 0
     """Rows appended to the dead-letter table."""
     dropped_on_rebalance: int = 0
-    """Buffered messages given up because another consumer had committed their partition
-    (they are re-read by the partition's current owner, not lost)."""
+    """Consumed messages not written because another writer had committed their partition
+    first (its current owner reads them again: they are not lost)."""
     commits: int = 0
     """Batches flushed."""
     table_version: int | None = None
