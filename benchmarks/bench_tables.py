@@ -102,6 +102,9 @@ def bench_time_travel(root: str, commits: int, repeat: int,
             results[(label, v)], opens[(label, v)] = r, o
             rows.append((label, v, o, r))
     engine = {v: timed(engine_at(v), repeat) for v in versions}
+    at10 = next(c.timestamp for c in lk.Table(with_cp, storage_options=options).history()
+                if c.version == 10)
+    as_of = timed(lambda: lk.Table(with_cp, storage_options=options).dataset(as_of=at10), repeat)
     hist = timed(lambda: lk.Table(with_cp, storage_options=options).history(), repeat)
     hist_base = timed(lambda: lk.Table(without_cp, storage_options=options).history(), repeat)
 
@@ -120,6 +123,9 @@ def bench_time_travel(root: str, commits: int, repeat: int,
                       for v in versions)
           + ". lakekit's open of an older version also loads the latest log (to tell "
           "vacuumed versions apart), in parallel.")
+    print(f"\nOpen by `as_of=` (version 10's commit time; a binary search over commit "
+          f"times): {as_of * 1000:.1f} ms, {as_of / opens[('lakekit (checkpoints)', 10)]:.2f}x "
+          "the open by version number.")
     print(f"\n`history()` of {commits:,} commits: {hist * 1000:.0f} ms "
           f"(no-checkpoint baseline: {hist_base * 1000:.0f} ms)")
     lk_label = "lakekit (checkpoints)"

@@ -725,17 +725,54 @@ class Table:
         return as_version(int(ref))
 
     def _version_as_of(self, when: datetime | date | str) -> int:
+        """The last version committed at or before ``when``.
+
+        A binary search over commit times (one small read per probe, about log2(versions)
+        in all), as Delta commit times increase with versions; when a probed commit file
+        is missing (log retention), every remaining commit is read instead.
+        """
         moment = as_utc(when)
+        last = self.version
+        cache: dict[int, datetime | None] = {}
+
+        def time_of(v: int) -> datetime | None:
+            if v not in cache:
+                found = read_history(self._location, v, 1)
+                cache[v] = found[0].timestamp if found and found[0].version == v else None
+            return cache[v]
+
+        lo, hi = 0, last
+        t_lo, t_hi = time_of(lo), time_of(hi)
+        if t_lo is None or t_hi is None:
+            return self._version_as_of_scan(moment)
+        if t_hi <= moment:
+            return last
+        if t_lo > moment:
+            raise self._before_first(moment, lo, t_lo)
+        while hi - lo > 1:  # invariant: time(lo) <= moment < time(hi)
+            mid = (lo + hi) // 2
+            t_mid = time_of(mid)
+            if t_mid is None:
+                return self._version_as_of_scan(moment)
+            if t_mid <= moment:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _version_as_of_scan(self, moment: datetime) -> int:
         commits = self.history()
         before = [c for c in commits if c.timestamp <= moment]
         if not before:
             first = min(commits, key=lambda c: c.version)
-            raise VersionNotFoundError(
-                f"{self.uri}: no version was committed at or before {moment.isoformat()}; "
-                f"the first readable commit (version {first.version}) is at "
-                f"{first.timestamp.isoformat()}"
-            )
+            raise self._before_first(moment, first.version, first.timestamp)
         return max(c.version for c in before)
+
+    def _before_first(self, moment: datetime, version: int, at: datetime) -> VersionNotFoundError:
+        return VersionNotFoundError(
+            f"{self.uri}: no version was committed at or before {moment.isoformat()}; "
+            f"the first readable commit (version {version}) is at {at.isoformat()}"
+        )
 
     def _check_exists(self, version: int, last: int) -> None:
         if version > last:

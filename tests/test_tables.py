@@ -261,6 +261,17 @@ def test_read_any_version_by_number_time_and_iso_string(table: lk.Table) -> None
         table.read(as_of="last tuesday")
 
 
+def test_as_of_picks_the_last_version_at_or_before_each_commit_time(table: lk.Table) -> None:
+    for i in range(9):
+        table.write(rows(i, 1))
+        time.sleep(0.01)
+    times = {c.version: c.timestamp for c in table.history()}
+    for v, at in times.items():
+        assert table.dataset(as_of=at).version == v
+        assert table.dataset(as_of=at + timedelta(microseconds=500)).version == v
+    assert table.dataset(as_of=times[8] + timedelta(days=1)).version == 8
+
+
 def test_dataset_of_an_old_version_works_with_the_loaders(table: lk.Table) -> None:
     table.write(rows(0, 4))
     table.write(rows(4, 4), mode="overwrite")
