@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 
 __all__ = ["CommitSummary", "SinkStats"]
@@ -98,3 +99,21 @@ class SinkStats:
     def records_per_second(self) -> float:
         """Messages consumed per second of the run."""
         return self.records_in / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line: records, rows, dead letters, commits, versions, rate."""
+        version = "-" if self.table_version is None else f"v{self.table_version}"
+        return (f"{self.records_in:,} records in, {self.rows_written:,} rows written, "
+                f"{self.dead_lettered:,} dead-lettered, {self.commits} commits (table "
+                f"{version}) in {self.elapsed_seconds:.1f}s, "
+                f"{self.records_per_second:,.0f} records/s")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(tp)}</td><td>{offset}</td>"
+            f"<td>{self.lag.get(tp, '')}</td></tr>"
+            for tp, offset in sorted(self.offsets.items())
+        )
+        return (f"<p>{html.escape(self.summary())}</p>"
+                "<table><thead><tr><th>partition</th><th>last committed offset</th>"
+                f"<th>lag</th></tr></thead><tbody>{rows}</tbody></table>")
