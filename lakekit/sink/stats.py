@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 __all__ = ["CommitSummary", "SinkStats"]
@@ -53,7 +52,7 @@ class CommitSummary:
                 f"offsets {parts or '-'}{lost}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SinkStats:
     """Cumulative numbers of a :class:`~lakekit.KafkaDeltaSink` run.
 
@@ -108,12 +107,12 @@ class SinkStats:
                 f"{version}) in {self.elapsed_seconds:.1f}s, "
                 f"{self.records_per_second:,.0f} records/s")
 
+    def __repr__(self) -> str:
+        from lakekit.stats_html import sink_stats_repr
+
+        return sink_stats_repr(self)
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(tp)}</td><td>{offset}</td>"
-            f"<td>{self.lag.get(tp, '')}</td></tr>"
-            for tp, offset in sorted(self.offsets.items())
-        )
-        return (f"<p>{html.escape(self.summary())}</p>"
-                "<table><thead><tr><th>partition</th><th>last committed offset</th>"
-                f"<th>lag</th></tr></thead><tbody>{rows}</tbody></table>")
+        from lakekit.stats_html import sink_stats_html
+
+        return sink_stats_html(self)
