@@ -138,3 +138,22 @@ def test_progress_in_logs_is_plain_lines(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines and all(line.startswith("lakekit parquet:") for line in lines), lines
     assert "100%" in lines[-1]
+
+
+def test_sink_stats_repr_and_html() -> None:
+    stats = lk.SinkStats(
+        records_in=5_000, bytes_in=800_000, rows_written=4_982, dead_lettered=18, commits=3,
+        table_version=2, dead_letter_version=2, offsets={"events[0]": 1961, "events[1]": 1464},
+        lag={"events[0]": 0, "events[1]": 12}, rebalances=1, elapsed_seconds=4.0,
+    )
+    assert repr(stats) == ("SinkStats(records_in=5000, rows_written=4982, dead_lettered=18, "
+                           "commits=3, table=v2, partitions=2, lag=12, elapsed=4.0s)")
+    markup = stats._repr_html_()
+    view = _parse(markup)
+    body = "".join(view.text)
+    assert "lakekit.SinkStats" in body and "5,000 records in" in body
+    assert "1,250/s" in body and "18 dead-lettered" in body
+    assert view.seen["tr"] == 1 + 2  # header + one row per partition
+    assert "events[0]" in body and "1,961" in body
+    assert "color:#9a6700'>12<" in markup  # a lagging partition stands out
+    assert repr(lk.SinkStats()).startswith("SinkStats(records_in=0,")
