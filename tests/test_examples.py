@@ -49,6 +49,7 @@ def test_stream_events(tmp_path: Path) -> None:
     # 6,000 produced: 10 malformed + 8 invalid in the first 5,000, 2 + 1 in the next 1,000
     assert (rows, dead) == (5_979, 21)
     assert "all distinct by partition/offset: True" in proc.stdout
+    assert "SinkStats(records_in=5000, rows_written=4982, dead_lettered=18, " in proc.stdout
 
 
 def test_quickstart_notebook(tmp_path: Path) -> None:
