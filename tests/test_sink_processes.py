@@ -84,7 +84,9 @@ class Child:
             time.sleep(0.05)
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()  # stderr stays with the reader thread
+        self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
         return self.proc.returncode, out
 
