@@ -22,10 +22,11 @@ over from step 1 (bounded). Transient storage errors are retried with backoff (b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,20 @@ class DeltaTarget:
         """The version last seen (``None``: no table)."""
         return int(self._table.version()) if self._table is not None else None
 
+    @contextlib.contextmanager
+    def _creating(self) -> Iterator[None]:
+        """Creating the table: if another writer created it first, retry as an append."""
+        from deltalake.exceptions import CommitFailedError
+
+        try:
+            yield
+        except CommitFailedError:
+            raise
+        except Exception:
+            if self.refresh() is not None:
+                raise _CreatedConcurrently(f"{self.url} was created by another writer") from None
+            raise
+
     @property
     def writes_own_files(self) -> bool:
         """True when the sink writes the parquet files itself (unpartitioned tables without
@@ -127,10 +142,10 @@ class DeltaTarget:
         schema = pa.schema([f.with_type(delta_type(f.type)) for f in schema])
         table = self._table
         if table is None:
-            create_table_with_add_actions(self._uri, DeltaSchema.from_arrow(schema), adds,
-                                          mode="append", storage_options=self._options,
-                                          commit_properties=props)
-            self._table = None
+            with self._creating():
+                create_table_with_add_actions(self._uri, DeltaSchema.from_arrow(schema), adds,
+                                              mode="append", storage_options=self._options,
+                                              commit_properties=props)
             self.refresh()
             return int(self._table.version())
         current = pa.schema(table.schema().to_arrow())
@@ -151,14 +166,19 @@ class DeltaTarget:
 
         props = _commit_properties(txns)
         if self._table is None:
-            write_deltalake(self._uri, data, mode="append", schema_mode="merge",
-                            partition_by=self.partition_by, storage_options=self._options,
-                            commit_properties=props)
+            with self._creating():
+                write_deltalake(self._uri, data, mode="append", schema_mode="merge",
+                                partition_by=self.partition_by, storage_options=self._options,
+                                commit_properties=props)
             self.refresh()
         else:
             write_deltalake(self._table, data, mode="append", schema_mode="merge",
                             commit_properties=props)
         return int(self._table.version())
+
+
+class _CreatedConcurrently(Exception):
+    """Another writer created the table while this one tried to: retry as an append."""
 
 
 def _commit_properties(txns: Mapping[str, int]) -> Any:
@@ -236,7 +256,7 @@ def commit_batch(main: DeltaTarget, dead: DeltaTarget | None, request: CommitReq
     for attempt in range(1, max_attempts + 1):
         try:
             return _attempt(main, dead, request, attempt)
-        except CommitFailedError as exc:
+        except (CommitFailedError, _CreatedConcurrently) as exc:
             last_exc = exc
             log.info("commit to %s conflicted with a concurrent writer (attempt %d/%d): %s",
                      main.url, attempt, max_attempts, main.redact(str(exc)).splitlines()[0])
@@ -253,7 +273,7 @@ def commit_batch(main: DeltaTarget, dead: DeltaTarget | None, request: CommitReq
                         "in %.1fs: %s", main.url, attempt, max_attempts, delay,
                         main.redact(str(exc)).splitlines()[0][:300])
             time.sleep(delay)
-    if isinstance(last_exc, CommitFailedError):
+    if isinstance(last_exc, (CommitFailedError, _CreatedConcurrently)):
         raise CommitConflictError(
             f"commit to {main.url} kept conflicting with concurrent writers "
             f"({max_attempts} attempts); nothing was committed for this batch"
