@@ -250,6 +250,8 @@ class KafkaDeltaSink:
             raise ConfigError("max_messages must be positive")
         self._reset_run_state()
         self._stop.clear()
+        with self._lock:
+            self._stats = SinkStats()  # the numbers of this run
         if self._trim_memory:
             tune_malloc()
         consumer = self._connect()
