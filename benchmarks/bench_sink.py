@@ -199,12 +199,12 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict
 
 def table_shape(table: str) -> tuple[int, float, int]:
     """(files, average file MB, data commits) of a Delta table."""
+    import pyarrow as pa
     from deltalake import DeltaTable
 
     dt = DeltaTable(table)
-    actions = dt.get_add_actions(flatten=True).to_pydict()
-    sizes = actions["size_bytes"]
-    commits = sum(1 for h in dt.history() if h.get("operation") == "WRITE")
+    sizes = pa.table(dt.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+    commits = sum(1 for h in dt.history() if h.get("operation") in ("WRITE", "CREATE TABLE"))
     return len(sizes), (sum(sizes) / len(sizes) / 1e6 if sizes else 0.0), commits
 
 
