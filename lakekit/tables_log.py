@@ -3,9 +3,9 @@
 ``deltalake.DeltaTable.history()`` labels entries by counting down from the version of the
 snapshot it was called on, while reading every commit up to the newest one in storage: when
 another writer committed after the snapshot was loaded, the labels shift (even below zero)
-and more than ``limit`` entries come back (deltalake 1.6.6). lakekit reads ``_delta_log/<version>.json`` files itself,
-so a label is the file's own version; the files are fetched concurrently (one batched call,
-which s3fs turns into parallel GETs).
+and more than ``limit`` entries come back (deltalake 1.6.6). lakekit reads the
+``_delta_log/<version>.json`` files itself, so a label is the file's own version; the
+files are fetched concurrently (one batched call, which s3fs turns into parallel GETs).
 """
 
 from __future__ import annotations
