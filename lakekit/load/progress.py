@@ -12,7 +12,7 @@ __all__ = ["Progress", "interactive"]
 
 def interactive() -> bool:
     """True in a Jupyter kernel or when stderr is a terminal."""
-    if "ipykernel" in sys.modules:
+    if _in_jupyter():
         return True
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
@@ -36,18 +36,30 @@ class _LineWriter:
         self._stream.flush()
 
 
+def _in_jupyter() -> bool:
+    """True inside a running Jupyter kernel (not merely with ipykernel imported)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def _make_bar(*, total: int | None, desc: str) -> Any:
     """A widget in Jupyter (with ipywidgets), a redrawn line on a terminal, plain lines in logs."""
     common: dict[str, Any] = dict(
         total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
     )
-    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+    if _in_jupyter() and importlib.util.find_spec("ipywidgets") is not None:
         from tqdm.notebook import tqdm as notebook_tqdm
 
         return notebook_tqdm(leave=False, mininterval=0.2, **common)
     from tqdm.std import tqdm
 
-    if "ipykernel" in sys.modules or getattr(sys.stderr, "isatty", lambda: False)():
+    if _in_jupyter() or getattr(sys.stderr, "isatty", lambda: False)():
         return tqdm(leave=False, mininterval=0.2, **common)
     # a log file or a pipe: a line every few seconds, and a last one when done
     return tqdm(file=_LineWriter(sys.stderr), leave=True, mininterval=5.0, ncols=100,
