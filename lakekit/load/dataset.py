@@ -411,6 +411,7 @@ class Dataset:
             try:
                 batch = next(batches)
             except StopIteration:
+                bar.advance(0, files=len(entries))
                 return
             except (pa.ArrowException, OSError) as exc:
                 # Read file by file instead: its errors name the file that failed. Rows
