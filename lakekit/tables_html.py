@@ -10,18 +10,12 @@ from lakekit.errors import LakekitError
 if TYPE_CHECKING:
     from lakekit.tables import Table
 
+from lakekit.load.dataset import human_bytes
+
 __all__ = ["table_html"]
 
 _RECENT = 5
 
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover - the loop always returns
 
 
 def table_html(table: Table) -> str:
@@ -54,7 +48,7 @@ def table_html(table: Table) -> str:
     tag_text = ", ".join(f"{html.escape(n)}=v{v}" for n, v in sorted(tags.items()))
     return (
         f"<div>{head}<br>version {ds.version}, {rows:,} rows in {len(ds.files)} file(s), "
-        f"{_human(ds.total_bytes)}" + (f"; tags: {tag_text}" if tag_text else "")
+        f"{human_bytes(ds.total_bytes)}" + (f"; tags: {tag_text}" if tag_text else "")
         + f"<table><tr><th>column</th><th>type</th><th></th></tr>{cols}</table>"
         f"<details><summary>last {len(commits)} commit(s)</summary><table><tr><th>version</th>"
         f"<th>committed</th><th>operation</th><th>tags</th></tr>{history}</table></details></div>"

@@ -129,7 +129,7 @@ class Dataset:
         ver = f", version {self._version}" if self._version is not None else ""
         return (
             f"<div><b>lakekit.Dataset</b> <code>{html.escape(self._location.url)}</code><br>"
-            f"{self._format}{ver}, {len(self._entries)} file(s), {_human(self.total_bytes)}"
+            f"{self._format}{ver}, {len(self._entries)} file(s), {human_bytes(self.total_bytes)}"
             f"<table><tr><th>column</th><th>type</th></tr>{rows}</table></div>"
         )
 
@@ -572,13 +572,20 @@ class Dataset:
         return pa.schema([*unified, *extra], metadata=unified.metadata)
 
 
-def _human(n: int) -> str:
+def human_bytes(n: int) -> str:
+    """A byte count for people: ``"1.5 MiB"``.
+
+    Examples
+    --------
+    >>> human_bytes(1536 * 1024)
+    '1.5 MiB'
+    """
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
-    return f"{n} B"
+    return f"{size:,.1f} TiB"
 
 
 def _validate_filter(expr: pc.Expression, schema: pa.Schema) -> None:
