@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tables_race import claim_tag_concurrently
 
 import lakekit as lk
 from lakekit.cli import main as cli
@@ -326,19 +326,7 @@ def test_tag_errors_force_and_untag(table: lk.Table) -> None:
 def test_concurrent_tag_creation_has_exactly_one_winner(table: lk.Table) -> None:
     for i in range(4):
         table.write(rows(i, 1))
-    results: list[object] = []
-
-    def claim(version: int) -> None:
-        try:
-            results.append(lk.Table(table.uri).tag("release", version))
-        except TableError as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=claim, args=(v,)) for v in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
+    results = claim_tag_concurrently(lambda: lk.Table(table.uri), "release", range(4))
     winners = [r for r in results if isinstance(r, int)]
     assert len(results) == 4 and len(winners) == 1
     assert table.tags() == {"release": winners[0]}

@@ -4,13 +4,13 @@ bucket, and several processes appending to one table at once."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import threading
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
+from tables_race import claim_tag_concurrently
 
 import lakekit as lk
 from lakekit.errors import NotFoundError, SchemaMismatchError, TableError, VersionNotFoundError
@@ -65,19 +65,9 @@ def test_deltalake_style_options_and_tag_race_on_s3(s3_server: Any, s3_bucket: s
     t = lk.Table(uri, storage_options=options)
     for i in range(4):
         t.write(rows(i, 1))
-    results: list[object] = []
-
-    def claim(version: int) -> None:
-        try:
-            results.append(lk.Table(uri, storage_options=options).tag("release", version))
-        except TableError as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=claim, args=(v,)) for v in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
+    results = claim_tag_concurrently(
+        lambda: lk.Table(uri, storage_options=options), "release", range(4)
+    )
     winners = [r for r in results if isinstance(r, int)]
     assert len(results) == 4 and len(winners) == 1  # If-None-Match: one creator wins
     assert t.tags() == {"release": winners[0]}
