@@ -1,19 +1,54 @@
 """lakekit: get data into a lakehouse fast and keep it trustworthy.
 
+The public names are imported on first use, so ``import lakekit`` stays cheap
+and a process that only streams from Kafka never loads pandera or pandas.
+
 Examples
 --------
 >>> import lakekit as lk
 >>> table = lk.load("data/events/", columns=["user_id", "ts"])  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lakekit import errors
-from lakekit.load.dataset import Dataset, dataset, load
-from lakekit.quality import Freshness, QualityReport, Volume, check
-from lakekit.sink import KafkaDeltaSink, SinkStats
-from lakekit.tables import Table
-from lakekit.tables_types import ColumnChange, Commit, CompactResult, TableDiff, VacuumResult
+
+if TYPE_CHECKING:
+    from lakekit.load.dataset import Dataset, dataset, load
+    from lakekit.quality import Freshness, QualityReport, Volume
+    from lakekit.quality.check import check
+    from lakekit.sink import KafkaDeltaSink, SinkStats
+    from lakekit.tables import Table
+    from lakekit.tables_types import (
+        ColumnChange,
+        Commit,
+        CompactResult,
+        TableDiff,
+        VacuumResult,
+    )
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Dataset": "lakekit.load.dataset",
+    "dataset": "lakekit.load.dataset",
+    "load": "lakekit.load.dataset",
+    "Freshness": "lakekit.quality",
+    "QualityReport": "lakekit.quality",
+    "Volume": "lakekit.quality",
+    "check": "lakekit.quality",
+    "KafkaDeltaSink": "lakekit.sink",
+    "SinkStats": "lakekit.sink",
+    "Table": "lakekit.tables",
+    "ColumnChange": "lakekit.tables_types",
+    "Commit": "lakekit.tables_types",
+    "CompactResult": "lakekit.tables_types",
+    "TableDiff": "lakekit.tables_types",
+    "VacuumResult": "lakekit.tables_types",
+}
 
 __all__ = [
     "ColumnChange",
@@ -34,3 +69,21 @@ __all__ = [
     "errors",
     "load",
 ]
+
+# Importing a subpackage binds its name on the parent once, when first loaded: load the
+# ``lakekit.load`` package now and drop that binding, so ``lk.load`` stays the function.
+importlib.import_module("lakekit.load")
+globals().pop("load", None)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

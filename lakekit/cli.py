@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lakekit.errors import ConfigError, LakekitError
+from lakekit.errors import ConfigError, LakekitError, missing_extra
 
 __all__ = ["main"]
 
@@ -229,12 +229,78 @@ def _add_sink(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kafka-metadata", action="store_true",
                    help="add _kafka_topic/_kafka_partition/_kafka_offset/_kafka_timestamp")
     _add_storage_option(p)
+    p.add_argument("--consumer-option", action="append", metavar="KEY=VALUE",
+                   help="a kafka-python consumer setting (repeatable), e.g. "
+                        "session_timeout_ms=6000 or security_protocol=SASL_SSL")
+    p.add_argument("--decoder", choices=["json", "raw"], default="json",
+                   help="how message values are decoded (default json)")
+    p.add_argument("--on-error", choices=["dead_letter", "fail"], default="dead_letter",
+                   help="bad records go to the dead-letter table (default) or stop the sink")
+    p.add_argument("--partition-by", action="append", metavar="COLUMN",
+                   help="partition column of a new table (repeatable)")
     p.add_argument("--max-batch-rows", type=int, default=100_000, metavar="N")
+    p.add_argument("--max-batch-bytes", type=_byte_size, default=64 << 20, metavar="BYTES",
+                   help="flush at this much buffered data, e.g. 64MiB (default)")
     p.add_argument("--max-batch-seconds", type=float, default=10.0, metavar="S")
     p.add_argument("--stop-after-idle", type=float, default=None, metavar="S",
                    help="stop once no message arrived for S seconds (default: run until "
                         "SIGINT / SIGTERM)")
     p.set_defaults(handler=_cmd_sink)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _byte_size(text: str) -> int:
+    number = text.strip().lower().rstrip("bikmg")
+    unit = text.strip().lower()[len(number):]
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 67108864, 64MiB or 100MB; got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the size must be positive; got {text!r}")
+    return int(value)
+
+
+def _consumer_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as kafka-python settings, each typed like its default."""
+    try:
+        from kafka import KafkaConsumer
+    except ImportError:
+        raise missing_extra("kafka-python", "kafka") from None
+
+    defaults = KafkaConsumer.DEFAULT_CONFIG
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(  # not echoed: the argument may be a secret
+                "--consumer-option expects KEY=VALUE; one argument has no KEY= part"
+            )
+        if key not in defaults:
+            raise ConfigError(f"--consumer-option: {key!r} is not a kafka-python consumer "
+                              "setting (see kafka.KafkaConsumer's documentation)")
+        default = defaults[key]
+        value: Any = text
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value = text.lower() in ("true", "1", "yes")
+            elif isinstance(default, int) or key.endswith(("_ms", "_bytes")):
+                value = int(text)
+            elif isinstance(default, float):
+                value = float(text)
+        except ValueError:
+            kind = "true or false" if isinstance(default, bool) else "a number"
+            raise ConfigError(f"--consumer-option {key} expects {kind}") from None
+        out[key] = value
+    return out
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
@@ -251,9 +317,12 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     topics = [t.strip() for arg in args.topic for t in arg.split(",") if t.strip()]
     sink = lk.KafkaDeltaSink(
         topics, args.table, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id,
-        storage_options=_storage_options(args.storage_option), schema=args.schema,
-        kafka_metadata=args.kafka_metadata, max_batch_rows=args.max_batch_rows,
+        storage_options=_storage_options(args.storage_option),
+        consumer_config=_consumer_options(args.consumer_option), decoder=args.decoder,
+        schema=args.schema, partition_by=args.partition_by, kafka_metadata=args.kafka_metadata,
+        max_batch_rows=args.max_batch_rows, max_batch_bytes=args.max_batch_bytes,
         max_batch_seconds=args.max_batch_seconds, dead_letter_table=args.dead_letter_table,
+        on_error=args.on_error,
     )
     stats = sink.run(stop_after_idle=args.stop_after_idle)
     dead = f" ({sink.dead_letter_url})" if stats.dead_lettered else ""

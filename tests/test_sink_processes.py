@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A sink process using the public API (the CLI has no flag for the session timeout,
-# which the SIGKILL restarts need short).
+# A sink process using the public API; the CLI is run by the SIGTERM test below.
 CHILD = r"""
 import json, logging, sys
 import lakekit as lk
@@ -257,7 +256,8 @@ def test_cli_sigterm_flushes_commits_and_exits_zero(
                  "--bootstrap-servers", kafka_broker.bootstrap_servers,
                  "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", table,
                  "--kafka-metadata", "--max-batch-rows", "100000",
-                 "--max-batch-seconds", "600"])
+                 "--max-batch-seconds", "600",
+                 "--consumer-option", "session_timeout_ms=6000"])
     cli.wait_for("partitions assigned")
     time.sleep(1.5)  # let it read the 300 messages; nothing is flushed for 600 s
     assert not lk.Table(table).exists
