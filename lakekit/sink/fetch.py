@@ -1,0 +1,329 @@
+"""Bulk record decoding for the sink's kafka-python consumer.
+
+kafka-python turns every message into a ``ConsumerRecord`` in pure Python (about ten
+microseconds each, most of a consumer's CPU). The sink only needs offsets, timestamps,
+keys and values, so on its own consumer it swaps in a ``PartitionRecords`` subclass whose
+iterator yields one :class:`RecordRun` per fetched partition: the record batches'
+bytes and numpy arrays of offsets, timestamps and value positions, decoded a batch at a
+time. kafka-python still does everything else: the group protocol, fetching, CRC checks
+of each batch, decompression and position tracking.
+
+It is used only where it is known to fit (kafka-python 3, message format v2,
+``isolation_level="read_uncommitted"``); otherwise, or with ``LAKEKIT_SINK_BULK_FETCH=0``,
+the consumer is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RecordRun", "install_bulk_records"]
+
+log = logging.getLogger("lakekit.sink")
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")  # a v2 record batch header (61 bytes)
+_LOG_OVERHEAD = 12  # base offset and batch length
+_CODEC = 0x07
+_CONTROL = 0x20
+_LOG_APPEND_TIME = 0x08
+_RUN_RECORDS = 10_000  # records decoded at a time (a fetch is usually fewer)
+
+
+@dataclass
+class RecordRun:
+    """Consecutive records of one partition.
+
+    Record ``i`` has value ``data[value_starts[i]:][:value_lengths[i]]`` (length -1: a
+    null value); keys likewise.
+    """
+
+    data: bytes
+    offsets: np.ndarray
+    timestamps: np.ndarray
+    key_starts: np.ndarray
+    key_lengths: np.ndarray
+    value_starts: np.ndarray
+    value_lengths: np.ndarray
+    next_offset: int
+    """The fetch position after this run (past compacted-away offsets at a batch's end)."""
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def offset(self) -> int:
+        return int(self.offsets[0])
+
+    def keys(self) -> list[bytes | None]:
+        if not len(self.key_lengths) or int(self.key_lengths.max()) < 0:
+            return [None] * len(self)
+        data = self.data
+        return [data[s:s + n] if n >= 0 else None
+                for s, n in zip(self.key_starts.tolist(), self.key_lengths.tolist(), strict=True)]
+
+    def split(self, k: int) -> tuple[RecordRun, RecordRun]:
+        """The first ``k`` records and the rest."""
+        head = RecordRun(self.data, self.offsets[:k], self.timestamps[:k], self.key_starts[:k],
+                         self.key_lengths[:k], self.value_starts[:k], self.value_lengths[:k],
+                         int(self.offsets[k - 1]) + 1)
+        rest = RecordRun(self.data, self.offsets[k:], self.timestamps[k:], self.key_starts[k:],
+                         self.key_lengths[k:], self.value_starts[k:], self.value_lengths[k:],
+                         self.next_offset)
+        return head, rest
+
+
+class _Corrupt(ValueError):
+    pass
+
+
+def _record_starts(buf: bytes, pos: int, end: int, count: int, starts: array,
+                   lengths: array) -> None:
+    """Append the body start and length of each of ``count`` records in ``buf[pos:end]``."""
+    for _ in range(count):
+        if pos >= end:
+            raise _Corrupt(f"{count} records expected, the batch ends after fewer")
+        b = buf[pos]
+        if b < 0x80:
+            raw = b
+            pos += 1
+        elif buf[pos + 1] < 0x80:
+            raw = (b & 0x7F) | (buf[pos + 1] << 7)
+            pos += 2
+        else:
+            raw, shift = 0, 0
+            while True:
+                b = buf[pos]
+                raw |= (b & 0x7F) << shift
+                pos += 1
+                if b < 0x80:
+                    break
+                shift += 7
+                if shift > 63:
+                    raise _Corrupt("a record length is not a valid varint")
+        length = (raw >> 1) ^ -(raw & 1)
+        if length < 0:
+            raise _Corrupt(f"negative record length {length}")
+        starts.append(pos)
+        lengths.append(length)
+        pos += length
+    if pos != end:
+        raise _Corrupt(f"{end - pos} bytes left after the batch's {count} records")
+
+
+def _varints(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zigzag varints at ``pos`` (vectorised): their values and the positions after them."""
+    raw = np.zeros(len(pos), dtype=np.uint64)
+    width = np.zeros(len(pos), dtype=np.int64)
+    active = np.ones(len(pos), dtype=bool)
+    last = len(u8) - 1
+    for k in range(10):
+        byte = u8[np.minimum(pos + k, last)].astype(np.uint64)
+        raw |= np.where(active, (byte & 0x7F) << np.uint64(7 * k), np.uint64(0))
+        width += active
+        active &= byte >= 0x80
+        if not active.any():
+            break
+    else:
+        raise _Corrupt("a varint longer than 10 bytes")
+    value = (raw >> np.uint64(1)).astype(np.int64) ^ -(raw & np.uint64(1)).astype(np.int64)
+    return value, pos + width
+
+
+Segment = tuple[int, int, int, int, int, int, int, int]
+"""A v2 record batch's records in a buffer: (start, end, count, base offset, first
+timestamp, max timestamp, attributes, next offset)."""
+
+
+def decode_batches(data: Any, batches: list[Segment]) -> RecordRun:
+    """Decode the records of record batches (uncompressed) that lie in ``data``."""
+    starts, lengths = array("q"), array("q")
+    for start, end, count, *_ in batches:
+        _record_starts(data, start, end, count, starts, lengths)
+    pos = np.frombuffer(starts, dtype=np.int64)
+    body_end = pos + np.frombuffer(lengths, dtype=np.int64)
+    u8 = np.frombuffer(data, dtype=np.uint8)
+    info = np.array([b[3:7] for b in batches], dtype=np.int64).reshape(-1, 4)
+    counts = [b[2] for b in batches]
+    base_offset, first_ts, max_ts, attrs = (np.repeat(info[:, i], counts) for i in range(4))
+    _, p = _varints(u8, pos)  # record attributes (unused)
+    ts_delta, p = _varints(u8, p)
+    offset_delta, p = _varints(u8, p)
+    key_len, key_start = _varints(u8, p)
+    value_len, value_start = _varints(u8, key_start + np.maximum(key_len, 0))
+    # ">=": a record ends with its header count, at least one byte after the value
+    if bool(np.any((value_start + np.maximum(value_len, 0) >= body_end) | (key_len < -1)
+                   | (value_len < -1))):
+        raise _Corrupt("a key or value does not fit in its record")
+    timestamps = np.where((attrs & _LOG_APPEND_TIME) != 0, max_ts, first_ts + ts_delta)
+    return RecordRun(data, base_offset + offset_delta, timestamps, key_start, key_len,
+                     value_start, value_len, int(batches[-1][7]))
+
+
+class _Runs(list):  # type: ignore[type-arg,unused-ignore]
+    """A poll's runs of one partition; ``len`` counts records, as kafka-python expects."""
+
+    def __len__(self) -> int:
+        return sum(RecordRun.__len__(r) for r in self)
+
+    def __bool__(self) -> bool:
+        return list.__len__(self) > 0
+
+
+def _bulk_class(base: type) -> type:
+    class BulkPartitionRecords(base):  # type: ignore[misc,valid-type,unused-ignore]
+        """kafka-python's PartitionRecords, yielding :class:`RecordRun` s."""
+
+        _carry: RecordRun | None = None
+
+        def _maybe_skip_record(self, record: Any) -> bool:
+            return False  # runs are trimmed to the fetch offset when built
+
+        def drain(self) -> None:
+            self._carry = None
+            super().drain()
+
+        def _unpack_records(self, tp: Any, records: Any, key_deserializer: Any,
+                            value_deserializer: Any) -> Iterator[RecordRun]:
+            from kafka.errors import CorruptRecordError
+
+            try:
+                for whole in self._runs(records._buffer):
+                    run = self._trimmed(whole)
+                    if run is not None:
+                        self.records_read += len(run)
+                        self.next_fetch_offset = run.next_offset
+                        yield run
+            except _Corrupt as exc:
+                raise CorruptRecordError(
+                    f"Found invalid record structure in partition {self.topic_partition}: "
+                    f"{exc}") from None
+            self.drain()
+
+        def _runs(self, buf: Any) -> Iterator[RecordRun]:
+            """Walk the record batches of a fetch, as kafka-python's ``MemoryRecords`` does,
+            without copying uncompressed ones."""
+            from kafka.errors import CorruptRecordError
+            from kafka.record.default_records import DefaultRecordBatch
+            from kafka.record.util import calc_crc32c
+
+            view = memoryview(buf)
+            pending: list[Segment] = []
+            bodies: list[Any] = []  # decompressed batches, when there are any
+            count = 0
+            pos, size = 0, len(buf)
+            while size - pos >= _LOG_OVERHEAD:
+                length = int.from_bytes(view[pos + 8:pos + 12], "big", signed=True)
+                end = pos + _LOG_OVERHEAD + length
+                if end > size:
+                    break  # a partial batch ends the fetch; it is fetched again whole
+                if end - pos < _HEADER.size:
+                    raise _Corrupt(f"a record batch of {end - pos} bytes")
+                if buf[pos + 16] != 2:
+                    raise CorruptRecordError(f"unexpected message format v{buf[pos + 16]}")
+                (base, _, epoch, _, crc, attrs, last_delta, first_ts, max_ts, *_,
+                 n) = _HEADER.unpack_from(buf, pos)
+                if self.check_crcs and calc_crc32c(view[pos + 21:end]) != crc:
+                    raise CorruptRecordError(
+                        f"Record batch for partition {self.topic_partition} at offset "
+                        f"{base} failed crc check")
+                self.leader_epoch = epoch
+                after = base + last_delta + 1
+                self.bytes_read += end - pos
+                if not attrs & _CONTROL and n:
+                    if attrs & _CODEC:
+                        batch = DefaultRecordBatch(view[pos:end])
+                        batch._maybe_uncompress()
+                        body = bytes(batch._buffer)
+                        bodies.append(body)
+                        pending.append((0, len(body), n, base, first_ts, max_ts, attrs, after))
+                    else:
+                        bodies.append(view[pos + _HEADER.size:end])
+                        pending.append((pos + _HEADER.size, end, n, base, first_ts, max_ts,
+                                        attrs, after))
+                    count += n
+                pos = end
+                if count >= _RUN_RECORDS:
+                    yield self._decode(buf, pending, bodies)
+                    pending, bodies, count = [], [], 0
+                elif not pending:
+                    self.next_fetch_offset = after
+            if pending:
+                yield self._decode(buf, pending, bodies)
+
+        @staticmethod
+        def _decode(buf: Any, pending: list[Segment], bodies: list[Any]) -> RecordRun:
+            if all(isinstance(b, memoryview) for b in bodies):
+                return decode_batches(buf, pending)  # all in the fetch's own buffer
+            data = b"".join(bodies)
+            segments, at = [], 0
+            for body, seg in zip(bodies, pending, strict=True):
+                segments.append((at, at + len(body), *seg[2:]))
+                at += len(body)
+            return decode_batches(data, segments)
+
+        def _trimmed(self, run: RecordRun) -> RecordRun | None:
+            # a fetch from the middle of a batch returns the whole batch
+            skip = int(np.searchsorted(run.offsets, self.fetch_offset))
+            if skip >= len(run):
+                return None
+            return run.split(skip)[1] if skip else run
+
+        def take(self, n: int | None = None) -> list[Any]:
+            self._maybe_raise_next_inline_exception()
+            out = _Runs()
+            want = float("inf") if n is None else n
+            try:
+                while want > 0:
+                    run = self._carry
+                    self._carry = None
+                    if run is None:
+                        if self.record_iterator is None:
+                            break
+                        run = next(self.record_iterator, None)
+                        if run is None:
+                            break
+                    if len(run) > want:
+                        run, self._carry = run.split(int(want))
+                    self.next_fetch_offset = run.next_offset
+                    out.append(run)
+                    want -= len(run)
+            except Exception as exc:
+                if not out:
+                    raise
+                self._next_inline_exception = exc
+            return out
+
+    return BulkPartitionRecords
+
+
+def install_bulk_records(consumer: Any, config: dict[str, Any]) -> bool:
+    """Make ``consumer`` yield :class:`RecordRun` s where that is known to be safe."""
+    if os.environ.get("LAKEKIT_SINK_BULK_FETCH", "1") == "0":
+        return False
+    try:
+        import kafka
+
+        major = int(str(kafka.__version__).split(".")[0])
+        fetcher = consumer._fetcher
+        base = type(fetcher).PartitionRecords
+        from kafka.record.default_records import DefaultRecordBatch
+
+        needed = ("take", "drain", "_unpack_records", "_maybe_raise_next_inline_exception")
+        fits = (major == 3 and all(hasattr(base, name) for name in needed)
+                and hasattr(DefaultRecordBatch, "_maybe_uncompress")
+                and {"_buffer", "_pos"} <= set(DefaultRecordBatch.__slots__))
+    except (AttributeError, ImportError, ValueError):
+        fits = False
+    if not fits or config.get("isolation_level", "read_uncommitted") != "read_uncommitted":
+        log.debug("bulk record decoding not used: kafka-python's own record path instead")
+        return False
+    fetcher.PartitionRecords = _bulk_class(base)
+    return True
