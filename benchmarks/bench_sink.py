@@ -190,9 +190,16 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict
     ratios = [s["msgs_s"] / ((raws[i]["msgs_s"] + raws[i + 1]["msgs_s"]) / 2)
               for i, s in enumerate(sinks)]
     best = int(np.argsort(ratios)[len(ratios) // 2])
+    # for reference: the sink with kafka-python's per-message record path
+    plain = sink_consume(broker, topic, n, str(root / "throughput-plain"),
+                         env={"LAKEKIT_SINK_BULK_FETCH": "0"})
+    raws.append(raw_consume(broker, topic, n))
+    plain["ratio"] = plain["msgs_s"] / ((raws[-2]["msgs_s"] + raws[-1]["msgs_s"]) / 2)
+    print(f"sink with kafka-python's records: {plain['msgs_s']:,.0f} msg/s; "
+          f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
     return {"n": n, "mb": mb, "raws": raws, "sinks": sinks, "ratios": ratios,
             "ratio": float(np.median(ratios)), "sink": sinks[best],
-            "table": str(root / f"throughput-{best}")}
+            "table": str(root / f"throughput-{best}"), "plain": plain}
 
 
 # --- 2. files -----------------------------------------------------------------------------
@@ -361,6 +368,11 @@ def main() -> None:
                         s = tp["sinks"][i]
                         print(f"| lakekit sink, end to end #{i + 1} | {s['msgs_s']:,.0f} | "
                               f"{s['mb_s']:.1f} | {tp['ratios'][i]:.0%} |")
+                    elif i == len(tp["sinks"]):
+                        pl = tp["plain"]
+                        print("| lakekit sink, kafka-python's record path "
+                              f"(LAKEKIT_SINK_BULK_FETCH=0) | {pl['msgs_s']:,.0f} | "
+                              f"{pl['mb_s']:.1f} | {pl['ratio']:.0%} |")
                 print(f"\nmedian sink / ceiling: **{tp['ratio']:.0%}** (each sink run against "
                       f"the mean of the raw runs before and after it); {tp['n']:,} messages "
                       f"({tp['mb']:.0f} MB) per run; target >= 75%.", flush=True)

