@@ -100,8 +100,8 @@ def produce(broker: KafkaBroker, topic: str, n: int, *, seed: int = 1,
 # --- 1. throughput ------------------------------------------------------------------------
 
 def _raw_child(bootstrap: str, topic: str, n: int) -> dict[str, Any]:
-    """Raw kafka-python consumption with the sink's fetch settings (from the first record
-    to the last)."""
+    """Raw kafka-python consumption, 5000 records a poll and kafka-python's default 50 MB
+    fetches (as fast as its 4 MiB ones here), from the first record to the last."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(

@@ -99,12 +99,17 @@ class RawBatch:
             base = int(self.chunk_starts[c0])
             view = memoryview(self.chunks[c0])[begin - base : end - base]
             return pa.BufferReader(pa.py_buffer(view))
-        parts = []
+        # one copy, in arrow's pool (returned to the OS when freed, unlike glibc's heap)
+        joined = pa.allocate_buffer(end - begin, resizable=False)
+        out = np.frombuffer(joined, dtype=np.uint8)
+        at = 0
         for c in range(c0, c1 + 1):
             base = int(self.chunk_starts[c])
             chunk = memoryview(self.chunks[c])
-            parts.append(chunk[max(0, begin - base) : min(len(chunk), end - base)])
-        return pa.BufferReader(pa.py_buffer(b"".join(parts)))
+            piece = chunk[max(0, begin - base) : min(len(chunk), end - base)]
+            out[at : at + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+            at += len(piece)
+        return pa.BufferReader(joined)
 
     def slices(self, max_bytes: int) -> Iterator[tuple[int, RawBatch]]:
         """Consecutive parts of about ``max_bytes`` (whole chunks), each with the index of

@@ -243,6 +243,13 @@ class StagedRows:
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     @property
+    def held_bytes(self) -> int:
+        """Decoded rows held in memory: a row group being gathered, or the whole batch."""
+        if self._open is not None:
+            return self._open._pending_bytes
+        return sum(t.nbytes for t in self._tables) if self._tables else 0
+
+    @property
     def parts(self) -> np.ndarray:
         """The topic-partition index of every row, in order."""
         if self._files:

@@ -311,6 +311,7 @@ class KafkaDeltaSink:
         self._kafka_pending: dict[TopicPartitionKey, int] = {}
         self._future: Future[_JobResult] | None = None
         self._inflight: RawBatch | None = None
+        self._decoded_bytes = 0  # decoded rows the commit thread holds (it writes, we read)
         self._pending_error: BaseException | None = None
         self._started = None
         self._running = False
@@ -334,7 +335,9 @@ class KafkaDeltaSink:
         if "session_timeout_ms" in config:
             config.setdefault("heartbeat_interval_ms",
                               max(100, int(config["session_timeout_ms"]) // 4))
-        config.setdefault("fetch_max_bytes", max(1 << 20, min(50 << 20, self.max_batch_bytes)))
+        # one fetch is part of the memory bound: a 64 MiB batch gets 4 MiB fetches
+        config.setdefault("fetch_max_bytes",
+                          max(1 << 20, min(4 << 20, self.max_batch_bytes // 16)))
         config.update(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
                       enable_auto_commit=False)
         return config
@@ -439,14 +442,16 @@ class KafkaDeltaSink:
                 return
 
     def _wait_for_room(self) -> None:
-        """Hold off polling while the buffer and the raw bytes the commit thread has not
-        decoded yet reach ``max_batch_bytes`` (so that at most that much raw data, plus one
-        fetch, is held; the commit thread releases it part by part)."""
+        """Hold off polling while the buffer, the raw bytes the commit thread has not
+        decoded yet and the decoded rows it holds reach ``max_batch_bytes`` (so that at
+        most that much data, plus one fetch, is held; the commit thread releases it part
+        by part)."""
         inflight, future = self._inflight, self._future
         start = time.monotonic()
         while (inflight is not None and future is not None and not future.done()
-               and inflight.held > 0
-               and self._buffer.nbytes + inflight.held >= self.max_batch_bytes):
+               and inflight.held + self._decoded_bytes > 0
+               and self._buffer.nbytes + inflight.held + self._decoded_bytes
+               >= self.max_batch_bytes):
             time.sleep(0.005)
         waited = time.monotonic() - start
         if waited > 0.001:
@@ -548,6 +553,7 @@ class KafkaDeltaSink:
         finally:
             request.close()
             del request
+            self._decoded_bytes = 0
             if self._trim_memory:
                 return_free_memory()
         done = time.monotonic()
@@ -599,10 +605,15 @@ class KafkaDeltaSink:
                     if self.kafka_metadata:
                         table = self._with_metadata(table, part, rows)
                     request.rows.add(table, part.part_index[rows])
+                self._decoded_bytes = request.rows.held_bytes + (
+                    request.dead.held_bytes if request.dead is not None else 0)
             request.rows.finish()
             if request.dead is not None:
                 request.dead.finish()
+            self._decoded_bytes = request.rows.held_bytes + (
+                request.dead.held_bytes if request.dead is not None else 0)
         except BaseException:
+            self._decoded_bytes = 0
             request.close()
             raise
         if dead_part:
