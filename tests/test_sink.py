@@ -73,9 +73,13 @@ def sink_for(broker: KafkaBroker, topic: str, table: str, **options: Any) -> lk.
 
 # --- exactly once, dead letters, stats --------------------------------------------------------
 
+@pytest.mark.parametrize("record_path", ["bulk", "kafka-python"])
 def test_valid_records_land_once_and_bad_ones_are_dead_lettered(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    record_path: str
 ) -> None:
+    # the sink's bulk record decoding, and kafka-python's own record path it falls back to
+    monkeypatch.setenv("LAKEKIT_SINK_BULK_FETCH", "1" if record_path == "bulk" else "0")
     topic = new_topic(kafka_broker, partitions=3)
     values: list[bytes | None] = []
     bad_kinds: dict[int, str] = {}
