@@ -109,3 +109,85 @@ def test_bulk_records_can_be_turned_off(kafka_broker: KafkaBroker,
     rows, installed = consume(kafka_broker, topic, 60, bulk=True)
     assert not installed and len(rows) == 60
     assert os.environ["LAKEKIT_SINK_BULK_FETCH"] == "0"
+
+
+# --- raw fetch buffers, no broker ---------------------------------------------------------
+
+def fetch_buffer(magic: int, compression: int) -> tuple[bytes, list[tuple[Any, ...]]]:
+    """Two record batches (offsets 0-4 and 5-9) and the records they hold."""
+    from kafka.record.memory_records import MemoryRecordsBuilder
+
+    out, records = b"", []
+    for base in (0, 5):
+        builder = MemoryRecordsBuilder(magic, compression, 1 << 20, offset=base)
+        for i in range(base, base + 5):
+            key = None if i % 2 else b"k%d" % i
+            value = None if i == 7 else (b"" if i == 8 else b'{"id": %d}' % i)
+            builder.append(1_700_000_000_000 + i, key, value, [] if magic == 2 else None)
+            records.append((i, 1_700_000_000_000 + i, key, value))
+        builder.close()
+        out += bytes(builder.buffer())
+    return out, records
+
+
+def partition_records(buffer: bytes, fetch_offset: int, bulk: bool, **options: Any) -> Any:
+    from kafka import TopicPartition
+    from kafka.consumer.fetcher import Fetcher
+    from kafka.record.memory_records import MemoryRecords
+
+    from lakekit.sink.fetch import _bulk_class
+
+    cls = _bulk_class(Fetcher.PartitionRecords) if bulk else Fetcher.PartitionRecords
+    return cls(fetch_offset, TopicPartition("t", 0), MemoryRecords(buffer), **options)
+
+
+def taken(part: Any, sizes: list[int | None]) -> list[tuple[Any, ...]]:
+    buffer = BatchBuffer()
+    for n in sizes:
+        buffer.add(("t", 0), part.take(n))
+    batch = buffer.take()
+    return [(int(batch.offsets[i]), int(batch.timestamps[i]), batch.keys[i], batch.value(i))
+            for i in range(len(batch))]
+
+
+@pytest.mark.parametrize("magic, compression", [(2, 0), (2, 1), (1, 0), (1, 1), (0, 0)])
+def test_bulk_runs_match_kafka_python_on_every_message_format(magic: int,
+                                                              compression: int) -> None:
+    buffer, records = fetch_buffer(magic, compression)
+    if magic == 0:  # no timestamps in format v0
+        records = [(o, -1, k, v) for o, _, k, v in records]
+    stock = partition_records(buffer, 3, bulk=False)
+    bulk = partition_records(buffer, 3, bulk=True)
+    assert taken(bulk, [4, 1, None]) == taken(stock, [None]) == records[3:]
+    assert bulk.next_fetch_offset == stock.next_fetch_offset == 10
+
+
+def test_a_fetch_past_a_batchs_records_moves_past_its_compacted_tail() -> None:
+    """Offsets 5-9 written, the batch's last offset says 14 (compaction removed 10-14):
+    a fetch from 12 returns nothing and must move on to 15, not fetch 12 again."""
+    import struct
+
+    from kafka.record.util import calc_crc32c
+
+    buffer, _ = fetch_buffer(2, 0)
+    second = bytearray(buffer[12 + struct.unpack_from(">i", buffer, 8)[0]:])
+    base = struct.unpack_from(">q", second, 0)[0]
+    struct.pack_into(">i", second, 23, 14 - base)  # last offset delta
+    struct.pack_into(">I", second, 17, calc_crc32c(bytes(second[21:])))
+    for bulk in (False, True):
+        part = partition_records(bytes(second), 12, bulk=bulk)
+        assert taken(part, [None]) == []
+        assert part.next_fetch_offset == 15, bulk
+
+
+@pytest.mark.parametrize("check_crcs", [True, False])
+def test_corrupt_batches_raise_kafka_pythons_corrupt_record_error(check_crcs: bool) -> None:
+    from kafka.errors import CorruptRecordError
+
+    buffer, _ = fetch_buffer(2, 0)
+    broken = bytearray(buffer)
+    broken[61] = 0xFE  # the first record's length varint: now far longer than the batch
+    broken[62] = 0x7F
+    part = partition_records(bytes(broken), 0, bulk=True, check_crcs=check_crcs)
+    with pytest.raises(CorruptRecordError):
+        part.take(None)

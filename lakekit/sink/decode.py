@@ -248,7 +248,9 @@ class JsonDecoder(Decoder):
     @staticmethod
     def _parse(batch: RawBatch, i: int, j: int, schema: pa.Schema | None,
                extra: ExtraFields) -> pa.Table:
-        longest = int(batch.lengths[i:j].max()) + 2
+        # a line is its value plus, from bulk-decoded records, the blanked bytes before it
+        ends = batch.starts[i:j] + batch.lengths[i:j]
+        longest = int(max(batch.lengths[i], np.diff(ends).max(initial=0))) + 2
         read = pj.ReadOptions(use_threads=True, block_size=max(_MIN_BLOCK, longest))
         parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=extra)
         with batch.reader(i, j) as source:

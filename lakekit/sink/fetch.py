@@ -54,6 +54,8 @@ class RecordRun:
     value_lengths: np.ndarray
     next_offset: int
     """The fetch position after this run (past compacted-away offsets at a batch's end)."""
+    epochs: np.ndarray | None = None
+    """The leader epoch of each record's batch."""
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -71,12 +73,13 @@ class RecordRun:
 
     def split(self, k: int) -> tuple[RecordRun, RecordRun]:
         """The first ``k`` records and the rest."""
+        epochs = self.epochs
         head = RecordRun(self.data, self.offsets[:k], self.timestamps[:k], self.key_starts[:k],
                          self.key_lengths[:k], self.value_starts[:k], self.value_lengths[:k],
-                         int(self.offsets[k - 1]) + 1)
+                         int(self.offsets[k - 1]) + 1, None if epochs is None else epochs[:k])
         rest = RecordRun(self.data, self.offsets[k:], self.timestamps[k:], self.key_starts[k:],
                          self.key_lengths[k:], self.value_starts[k:], self.value_lengths[k:],
-                         self.next_offset)
+                         self.next_offset, None if epochs is None else epochs[k:])
         return head, rest
 
 
@@ -94,12 +97,14 @@ def _record_starts(buf: bytes, pos: int, end: int, count: int, starts: array,
         if b < 0x80:
             raw = b
             pos += 1
-        elif buf[pos + 1] < 0x80:
+        elif pos + 1 < end and buf[pos + 1] < 0x80:
             raw = (b & 0x7F) | (buf[pos + 1] << 7)
             pos += 2
         else:
             raw, shift = 0, 0
             while True:
+                if pos >= end:
+                    raise _Corrupt("a record length runs past the end of its batch")
                 b = buf[pos]
                 raw |= (b & 0x7F) << shift
                 pos += 1
@@ -137,9 +142,9 @@ def _varints(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, pos + width
 
 
-Segment = tuple[int, int, int, int, int, int, int, int]
+Segment = tuple[int, int, int, int, int, int, int, int, int]
 """A v2 record batch's records in a buffer: (start, end, count, base offset, first
-timestamp, max timestamp, attributes, next offset)."""
+timestamp, max timestamp, attributes, next offset, leader epoch)."""
 
 
 def decode_batches(data: Any, batches: list[Segment]) -> RecordRun:
@@ -157,14 +162,16 @@ def decode_batches(data: Any, batches: list[Segment]) -> RecordRun:
     ts_delta, p = _varints(u8, p)
     offset_delta, p = _varints(u8, p)
     key_len, key_start = _varints(u8, p)
+    if bool(np.any((key_len < -1) | (key_len >= body_end - key_start))):
+        raise _Corrupt("a key does not fit in its record")
     value_len, value_start = _varints(u8, key_start + np.maximum(key_len, 0))
     # ">=": a record ends with its header count, at least one byte after the value
-    if bool(np.any((value_start + np.maximum(value_len, 0) >= body_end) | (key_len < -1)
-                   | (value_len < -1))):
-        raise _Corrupt("a key or value does not fit in its record")
+    if bool(np.any((value_len < -1) | (value_len >= body_end - value_start))):
+        raise _Corrupt("a value does not fit in its record")
     timestamps = np.where((attrs & _LOG_APPEND_TIME) != 0, max_ts, first_ts + ts_delta)
+    epochs = np.repeat(np.array([b[8] for b in batches], dtype=np.int64), counts)
     return RecordRun(data, base_offset + offset_delta, timestamps, key_start, key_len,
-                     value_start, value_len, int(batches[-1][7]))
+                     value_start, value_len, int(batches[-1][7]), epochs)
 
 
 class _Runs(list):  # type: ignore[type-arg,unused-ignore]
@@ -182,6 +189,8 @@ def _bulk_class(base: type) -> type:
         """kafka-python's PartitionRecords, yielding :class:`RecordRun` s."""
 
         _carry: RecordRun | None = None
+        _walked_to = -1  # the offset after the last whole batch walked
+        next_fetch_offset: int  # kafka-python's, set in its __init__
 
         def _maybe_skip_record(self, record: Any) -> bool:
             return False  # runs are trimmed to the fetch offset when built
@@ -194,17 +203,22 @@ def _bulk_class(base: type) -> type:
                             value_deserializer: Any) -> Iterator[RecordRun]:
             from kafka.errors import CorruptRecordError
 
+            self._walked_to = self.next_fetch_offset
             try:
                 for whole in self._runs(records._buffer):
                     run = self._trimmed(whole)
-                    if run is not None:
-                        self.records_read += len(run)
-                        self.next_fetch_offset = run.next_offset
-                        yield run
-            except _Corrupt as exc:
+                    if run is None:  # all before the fetch offset: step past it
+                        self.next_fetch_offset = max(self.next_fetch_offset, whole.next_offset)
+                        continue
+                    self.records_read += len(run)
+                    self.next_fetch_offset = run.next_offset
+                    yield run
+            except (_Corrupt, IndexError, ValueError, struct.error) as exc:
                 raise CorruptRecordError(
                     f"Found invalid record structure in partition {self.topic_partition}: "
                     f"{exc}") from None
+            # everything yielded has been taken: move past trailing control batches too
+            self.next_fetch_offset = max(self.next_fetch_offset, self._walked_to)
             self.drain()
 
         def _runs(self, buf: Any) -> Iterator[RecordRun]:
@@ -224,17 +238,28 @@ def _bulk_class(base: type) -> type:
                 end = pos + _LOG_OVERHEAD + length
                 if end > size:
                     break  # a partial batch ends the fetch; it is fetched again whole
+                if end - pos < 17:  # offset, length, epoch or CRC, magic
+                    raise _Corrupt(f"a record batch of {end - pos} bytes")
+                if buf[pos + 16] < 2:  # message format v0/v1 (before Kafka 0.11)
+                    if pending:
+                        yield self._decode(buf, pending, bodies)
+                        pending, bodies, count = [], [], 0
+                    legacy = self._legacy_run(view[pos:end], buf[pos + 16])
+                    pos = end
+                    if legacy is not None:
+                        self._walked_to = legacy.next_offset
+                        yield legacy
+                    continue
                 if end - pos < _HEADER.size:
                     raise _Corrupt(f"a record batch of {end - pos} bytes")
-                if buf[pos + 16] != 2:
-                    raise CorruptRecordError(f"unexpected message format v{buf[pos + 16]}")
                 (base, _, epoch, _, crc, attrs, last_delta, first_ts, max_ts, *_,
                  n) = _HEADER.unpack_from(buf, pos)
+                if n < 0:
+                    raise _Corrupt(f"a record batch claims {n} records")
                 if self.check_crcs and calc_crc32c(view[pos + 21:end]) != crc:
                     raise CorruptRecordError(
                         f"Record batch for partition {self.topic_partition} at offset "
                         f"{base} failed crc check")
-                self.leader_epoch = epoch
                 after = base + last_delta + 1
                 self.bytes_read += end - pos
                 if not attrs & _CONTROL and n:
@@ -243,20 +268,52 @@ def _bulk_class(base: type) -> type:
                         batch._maybe_uncompress()
                         body = bytes(batch._buffer)
                         bodies.append(body)
-                        pending.append((0, len(body), n, base, first_ts, max_ts, attrs, after))
+                        pending.append((0, len(body), n, base, first_ts, max_ts, attrs, after,
+                                        epoch))
                     else:
                         bodies.append(view[pos + _HEADER.size:end])
                         pending.append((pos + _HEADER.size, end, n, base, first_ts, max_ts,
-                                        attrs, after))
+                                        attrs, after, epoch))
                     count += n
                 pos = end
+                self._walked_to = after
                 if count >= _RUN_RECORDS:
                     yield self._decode(buf, pending, bodies)
                     pending, bodies, count = [], [], 0
                 elif not pending:
-                    self.next_fetch_offset = after
+                    self.next_fetch_offset = max(self.next_fetch_offset, after)
+                    self.leader_epoch = epoch
             if pending:
                 yield self._decode(buf, pending, bodies)
+
+        def _legacy_run(self, view: memoryview, magic: int) -> RecordRun | None:
+            """A message set of format v0/v1, through kafka-python's own reader."""
+            from kafka.errors import CorruptRecordError
+            from kafka.record.legacy_records import LegacyRecordBatch
+
+            parts: list[bytes] = []
+            fields: list[tuple[int, int, int, int, int, int]] = []
+            at = 0
+            for record in LegacyRecordBatch(bytes(view), magic):
+                if self.check_crcs and not record.validate_crc():
+                    raise CorruptRecordError(
+                        f"Record for partition {self.topic_partition} at offset "
+                        f"{record.offset} failed crc check")
+                key, value = record.key, record.value
+                key_len = -1 if key is None else len(key)
+                value_len = -1 if value is None else len(value)
+                parts += [key or b"", value or b"", b"\0"]  # a byte after each value
+                fields.append((record.offset, -1 if record.timestamp is None
+                               else record.timestamp, at, key_len, at + max(key_len, 0),
+                               value_len))
+                at += max(key_len, 0) + max(value_len, 0) + 1
+            if not fields:
+                return None
+            columns = np.array(fields, dtype=np.int64).reshape(-1, 6)
+            offsets = columns[:, 0]
+            return RecordRun(b"".join(parts), offsets, columns[:, 1], columns[:, 2],
+                             columns[:, 3], columns[:, 4], columns[:, 5],
+                             int(offsets[-1]) + 1, None)
 
         @staticmethod
         def _decode(buf: Any, pending: list[Segment], bodies: list[Any]) -> RecordRun:
@@ -293,6 +350,8 @@ def _bulk_class(base: type) -> type:
                     if len(run) > want:
                         run, self._carry = run.split(int(want))
                     self.next_fetch_offset = run.next_offset
+                    if run.epochs is not None and len(run.epochs):
+                        self.leader_epoch = int(run.epochs[-1])
                     out.append(run)
                     want -= len(run)
             except Exception as exc:
@@ -322,7 +381,8 @@ def install_bulk_records(consumer: Any, config: dict[str, Any]) -> bool:
                 and {"_buffer", "_pos"} <= set(DefaultRecordBatch.__slots__))
     except (AttributeError, ImportError, ValueError):
         fits = False
-    if not fits or config.get("isolation_level", "read_uncommitted") != "read_uncommitted":
+    if (not fits or config.get("isolation_level", "read_uncommitted") != "read_uncommitted"
+            or config.get("key_deserializer") or config.get("value_deserializer")):
         log.debug("bulk record decoding not used: kafka-python's own record path instead")
         return False
     fetcher.PartitionRecords = _bulk_class(base)
