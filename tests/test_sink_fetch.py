@@ -191,3 +191,30 @@ def test_corrupt_batches_raise_kafka_pythons_corrupt_record_error(check_crcs: bo
     part = partition_records(bytes(broken), 0, bulk=True, check_crcs=check_crcs)
     with pytest.raises(CorruptRecordError):
         part.take(None)
+
+
+def test_transaction_markers_are_skipped_like_kafka_python_does(kafka_broker: KafkaBroker
+                                                                 ) -> None:
+    """A transactional producer leaves control batches (commit / abort markers) in the log."""
+    from kafka import KafkaProducer
+
+    topic = f"fetch-txn-{uuid.uuid4().hex[:8]}"
+    kafka_broker.create_topic(topic, 1)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers,
+                             transactional_id=f"tx-{topic}")
+    producer.init_transactions()
+    for commit in (False, True, True):
+        producer.begin_transaction()
+        for i in range(5):
+            producer.send(topic, b'{"id": %d}' % i, partition=0)
+        producer.flush()
+        if commit:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close()
+    plain, _ = consume(kafka_broker, topic, 15, bulk=False, max_records=4)
+    bulk, _ = consume(kafka_broker, topic, 15, bulk=True, max_records=4)
+    assert bulk == plain
+    offsets = [o for o, *_ in bulk]
+    assert len(offsets) == 15 and offsets != list(range(15))  # markers take offsets
