@@ -445,3 +445,23 @@ def test_sink_to_s3_keeps_secrets_out_of_reprs_and_logs(
     text = repr(sink) + str(stats) + caplog.text
     assert "commit v" in caplog.text
     assert "s3cr3t-sink-value" not in text and "AKIA-SINK-TEST" not in text
+
+
+def test_sinks_share_one_prompt_arrow_pool_and_the_last_restores_it() -> None:
+    from lakekit.sink.kafka import prompt_arrow_pool
+
+    before = pa.default_memory_pool().backend_name
+    first, second = prompt_arrow_pool(), prompt_arrow_pool()
+    first.__enter__()
+    second.__enter__()
+    inside = pa.default_memory_pool().backend_name
+    first.__exit__(None, None, None)  # the first sink stops while the second runs
+    assert pa.default_memory_pool().backend_name == inside
+    second.__exit__(None, None, None)
+    assert pa.default_memory_pool().backend_name == before
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        assert inside == before  # no jemalloc in this pyarrow: nothing changes
+    else:
+        assert inside == "jemalloc"

@@ -13,13 +13,14 @@ also committed to Kafka after each Delta commit, but only for lag monitoring.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -253,15 +254,11 @@ class KafkaDeltaSink:
         self._stop.clear()
         with self._lock:
             self._stats = SinkStats()  # the numbers of this run
-        previous_pool = None
-        if self._trim_memory:
-            tune_malloc()
-            previous_pool = use_prompt_arrow_pool()
-        try:
+        if not self._trim_memory:
             return self._run(stop_after_idle, max_messages)
-        finally:
-            if previous_pool is not None:
-                pa.set_memory_pool(previous_pool)
+        tune_malloc()
+        with prompt_arrow_pool():
+            return self._run(stop_after_idle, max_messages)
 
     def _run(self, stop_after_idle: float | None, max_messages: int | None) -> SinkStats:
         consumer = self._connect()
@@ -843,23 +840,40 @@ def tune_malloc() -> None:
     mallopt(-8, 2)  # M_ARENA_MAX
 
 
-def use_prompt_arrow_pool() -> pa.MemoryPool | None:
-    """Make pyarrow allocate from jemalloc, set to give freed pages back at once; returns
-    the pool it replaces (``None``: left as it was).
+_POOL_LOCK = threading.Lock()
+_POOL_USERS: list[pa.MemoryPool] = []  # the pool to restore, once per running sink
+
+
+@contextlib.contextmanager
+def prompt_arrow_pool() -> Iterator[None]:
+    """Make pyarrow allocate from jemalloc, set to give freed pages back at once, while
+    any sink runs in this process (the first one in switches, the last one out restores).
 
     pyarrow's default pool on Linux, mimalloc, keeps the pages of a freed batch for a
-    while, and holds 30-40 MB more at the sink's peak. The switch is process-wide and
-    lasts for :meth:`KafkaDeltaSink.run`; where pyarrow was built without jemalloc
-    (macOS, Windows) nothing changes.
+    while, and holds 30-40 MB more at the sink's peak. The switch is process-wide; where
+    pyarrow was built without jemalloc (macOS, Windows) nothing changes.
     """
+    with _POOL_LOCK:
+        if _POOL_USERS:
+            _POOL_USERS.append(_POOL_USERS[0])
+        else:
+            try:
+                pool = pa.jemalloc_memory_pool()
+                pa.jemalloc_set_decay_ms(0)
+            except (NotImplementedError, pa.ArrowNotImplementedError):
+                pool = None
+            if pool is not None:
+                _POOL_USERS.append(pa.default_memory_pool())
+                pa.set_memory_pool(pool)
+        switched = bool(_POOL_USERS)
     try:
-        pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):
-        return None
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pool)
-    return previous
+        yield
+    finally:
+        if switched:
+            with _POOL_LOCK:
+                previous = _POOL_USERS.pop()
+                if not _POOL_USERS:
+                    pa.set_memory_pool(previous)
 
 
 def return_free_memory() -> None:
