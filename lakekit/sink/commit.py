@@ -214,6 +214,11 @@ class CommitRequest:
     create_schema: pa.Schema | None = None
     """Schema to create the main table with when a batch has no valid row."""
 
+    @property
+    def held_bytes(self) -> int:
+        """Decoded rows and dead letters held in memory."""
+        return self.rows.held_bytes + (self.dead.held_bytes if self.dead is not None else 0)
+
     def close(self) -> None:
         """Remove scratch files."""
         self.rows.close()

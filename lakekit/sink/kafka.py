@@ -602,13 +602,11 @@ class KafkaDeltaSink:
                     if self.kafka_metadata:
                         table = self._with_metadata(table, part, rows)
                     request.rows.add(table, part.part_index[rows])
-                self._decoded_bytes = request.rows.held_bytes + (
-                    request.dead.held_bytes if request.dead is not None else 0)
+                self._decoded_bytes = request.held_bytes
             request.rows.finish()
             if request.dead is not None:
                 request.dead.finish()
-            self._decoded_bytes = request.rows.held_bytes + (
-                request.dead.held_bytes if request.dead is not None else 0)
+            self._decoded_bytes = request.held_bytes
         except BaseException:
             self._decoded_bytes = 0
             request.close()
