@@ -19,16 +19,20 @@ __all__ = ["main"]
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _storage_options(pairs: Sequence[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _key_values(flag: str, pairs: Sequence[str] | None) -> list[tuple[str, str]]:
+    out = []
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(  # not echoed: without its "=" the argument may be all secret
-                "--storage-option expects KEY=VALUE; one argument has no KEY= part"
+                f"{flag} expects KEY=VALUE; one argument has no KEY= part"
             )
-        out[key] = value
+        out.append((key, value))
     return out
+
+
+def _storage_options(pairs: Sequence[str] | None) -> dict[str, str]:
+    return dict(_key_values("--storage-option", pairs))
 
 
 def _add_storage_option(p: argparse.ArgumentParser) -> None:
@@ -275,13 +279,8 @@ def _consumer_options(pairs: Sequence[str] | None) -> dict[str, Any]:
 
     defaults = KafkaConsumer.DEFAULT_CONFIG
     out: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, text = pair.partition("=")
+    for key, text in _key_values("--consumer-option", pairs):
         key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ConfigError(  # not echoed: the argument may be a secret
-                "--consumer-option expects KEY=VALUE; one argument has no KEY= part"
-            )
         if key not in defaults:
             raise ConfigError(f"--consumer-option: {key!r} is not a kafka-python consumer "
                               "setting (see kafka.KafkaConsumer's documentation)")
