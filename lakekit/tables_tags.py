@@ -10,7 +10,9 @@ Delta readers and ``vacuum`` ignore the underscore directory.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -119,12 +121,14 @@ class TagStore:
         ).encode()
         fs = self._location.fs
         fs.makedirs(self._dir, exist_ok=True)
-        mode = "overwrite" if force else "create"
+        if force:
+            write = lambda: fs.pipe_file(path, body, mode="overwrite")  # noqa: E731
+        elif self._location.is_local:
+            write = lambda: _create_local(path, body)  # noqa: E731
+        else:
+            write = lambda: fs.pipe_file(path, body, mode="create")  # noqa: E731
         try:
-            retry_call(
-                lambda: fs.pipe_file(path, body, mode=mode),
-                what=f"{self._location.url}: writing tag {name!r}",
-            )
+            retry_call(write, what=f"{self._location.url}: writing tag {name!r}")
         except FileExistsError:
             existing = self._read(path)
             where = f" (version {existing.version})" if existing else ""
@@ -143,3 +147,20 @@ class TagStore:
                    what=f"{self._location.url}: removing tag {name!r}")
         fs.invalidate_cache(self._dir)
         return tag
+
+
+def _create_local(path: str, body: bytes) -> None:
+    """Create ``path`` holding ``body`` only if it does not exist, atomically.
+
+    fsspec's local ``mode="create"`` checks and then writes, so two racing writers can both
+    succeed. A hard link of a complete temporary file fails with ``FileExistsError`` for all
+    but one, and readers never see a half-written tag.
+    """
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tag-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)

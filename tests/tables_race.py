@@ -15,10 +15,13 @@ def claim_tag_concurrently(
     """Each thread opens its own Table and tags one version as ``name``; returns what each
     got: the tagged version (an int) or the ``TableError`` it raised."""
     results: list[object] = []
+    start = threading.Barrier(len(versions), timeout=60)
 
     def claim(version: int) -> None:
+        table = open_table()
+        start.wait()
         try:
-            results.append(open_table().tag(name, version))
+            results.append(table.tag(name, version))
         except TableError as exc:
             results.append(exc)
 
