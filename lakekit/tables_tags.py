@@ -161,6 +161,12 @@ def _create_local(path: str, body: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
-        os.link(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: exclusive create instead
+            with open(path, "xb") as f:
+                f.write(body)
     finally:
         os.unlink(tmp)
