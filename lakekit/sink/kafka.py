@@ -452,9 +452,14 @@ class KafkaDeltaSink:
             time.sleep(0.005)
         waited = time.monotonic() - start
         if waited > 0.001:
-            with self._lock:
-                self._stats = replace(self._stats,
-                                      wait_seconds=self._stats.wait_seconds + waited)
+            self._waited(waited)
+
+    def _waited(self, seconds: float) -> None:
+        """Count time spent waiting for the commit thread; it is not idle time, so that
+        ``stop_after_idle`` never stops a sink that was busy with its own commit."""
+        self._last_activity = max(self._last_activity, time.monotonic())
+        with self._lock:
+            self._stats = replace(self._stats, wait_seconds=self._stats.wait_seconds + seconds)
 
     def _idle_for(self, seconds: float) -> bool:
         idle = time.monotonic() - self._last_activity
@@ -501,10 +506,7 @@ class KafkaDeltaSink:
         if self._future is not None and not self._future.done():
             start = time.monotonic()
             self._future.exception()  # wait; _collect re-raises
-            waited = time.monotonic() - start
-            with self._lock:
-                self._stats = replace(self._stats,
-                                      wait_seconds=self._stats.wait_seconds + waited)
+            self._waited(time.monotonic() - start)
         self._collect(block=True)
         if not len(self._buffer):
             return
