@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from lakekit.errors import MissingDependencyError, StorageError
 
@@ -109,18 +110,52 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
             "moto[server] is required for the local S3 server; install it with: "
             "pip install 'lakekit[demo]'"
         ) from None
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    for attempt in range(3):  # the free port can be taken before moto binds it
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from lakekit.local_servers import _serve_moto; "
+             "_serve_moto(sys.argv[1:])", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            _wait_http(endpoint + "/moto-api/", proc, start_timeout)
+        except StorageError:
+            exited = proc.poll() is not None
+            _stop(proc)
+            if attempt == 2 or not exited:
+                raise
+            continue
+        break
     try:
-        _wait_http(endpoint + "/moto-api/", proc, start_timeout)
         yield S3Server(endpoint)
     finally:
         _stop(proc)
+
+
+def _serve_moto(argv: list[str]) -> None:
+    """Run moto's S3 server with object writes serialized.
+
+    moto checks ``If-None-Match`` / ``If-Match`` and then writes, with other requests
+    running between the two on its threaded server, so two racing conditional puts can
+    both succeed. Real S3 decides them atomically, and Delta commits and tags rely on it.
+    """
+    import threading
+
+    import moto.server
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    for name in ("put_object", "_key_response_post"):  # PUT; POST completes multipart
+        original = getattr(S3Response, name)
+
+        def serialized(self: Any, *args: Any, __original: Any = original, **kw: Any) -> Any:
+            with lock:
+                return __original(self, *args, **kw)
+
+        setattr(S3Response, name, serialized)
+    moto.server.main(argv)
 
 
 @dataclass(frozen=True)
