@@ -612,21 +612,27 @@ class Table:
 
         A location holding other files is a :class:`TableError`. Files that look like a
         table another writer is creating right now (deltalake's ``part-...`` data files, a
-        ``_delta_log`` without a commit yet) are waited for, a bounded while.
+        ``_delta_log`` without a commit yet) are waited for, a bounded while; if no commit
+        appears (a slow creator, or one that crashed), this writer tries to create the table,
+        and the Delta log's atomic first commit decides between them.
         """
         if self._dt is not None:
             return False
+        delta_files_only = False
         for _ in range(_CREATE_WAITS):
             if self.exists:
                 return False
             others = self._foreign_entries()
             if not others:
                 return True
-            if not all(_DELTA_FILE.match(name) for name in others):
+            delta_files_only = all(_DELTA_FILE.match(name) for name in others)
+            if not delta_files_only:
                 break
             time.sleep(0.25)
         if self.exists:
             return False
+        if delta_files_only:
+            return True
         raise TableError(
             f"{self.uri} holds {len(others)} file(s) or folder(s) (e.g. {others[0]!r}) but "
             "no Delta log (_delta_log): it is not a Delta table, and lakekit will not "

@@ -121,12 +121,11 @@ class TagStore:
         ).encode()
         fs = self._location.fs
         fs.makedirs(self._dir, exist_ok=True)
-        if force:
-            write = lambda: fs.pipe_file(path, body, mode="overwrite")  # noqa: E731
-        elif self._location.is_local:
-            write = lambda: _create_local(path, body)  # noqa: E731
-        else:
-            write = lambda: fs.pipe_file(path, body, mode="create")  # noqa: E731
+        if self._location.is_local:
+            write = lambda: _write_local(path, body, replace=force)  # noqa: E731
+        else:  # an object store's PUT is atomic; "create" is a conditional one
+            write = lambda: fs.pipe_file(  # noqa: E731
+                path, body, mode="overwrite" if force else "create")
         try:
             retry_call(write, what=f"{self._location.url}: writing tag {name!r}")
         except FileExistsError:
@@ -149,18 +148,22 @@ class TagStore:
         return tag
 
 
-def _create_local(path: str, body: bytes) -> None:
-    """Create ``path`` holding ``body`` only if it does not exist, atomically.
+def _write_local(path: str, body: bytes, *, replace: bool) -> None:
+    """Write ``path`` so that readers see the old tag or the whole new one, never a part.
 
-    fsspec's local ``mode="create"`` checks and then writes, so two racing writers can both
-    succeed. A hard link of a complete temporary file fails with ``FileExistsError`` for all
-    but one, and readers never see a half-written tag.
+    Without ``replace``, only if ``path`` does not exist, atomically: fsspec's local
+    ``mode="create"`` checks and then writes, so two racing writers could both succeed,
+    while a hard link of a complete temporary file fails with ``FileExistsError`` for all
+    but one.
     """
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tag-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
+        if replace:
+            os.replace(tmp, path)
+            return
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -169,4 +172,5 @@ def _create_local(path: str, body: bytes) -> None:
             with open(path, "xb") as f:
                 f.write(body)
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)

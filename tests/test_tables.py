@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -163,6 +164,18 @@ def test_a_directory_of_plain_files_is_not_turned_into_a_table(tmp_path: Path) -
     assert sorted(p.name for p in target.iterdir()) == ["old.parquet"]
     with pytest.raises(NotFoundError):
         _ = t.version
+
+
+def test_a_data_file_left_by_a_crashed_creator_does_not_block_creating_the_table(
+    tmp_path: Path
+) -> None:
+    where = tmp_path / "t"
+    where.mkdir()
+    pq.write_table(rows(100, 2), where / f"part-00001-{uuid.uuid4()}-c000.snappy.parquet")
+    (where / "_delta_log").mkdir()  # the creator died before its first commit
+    t = lk.Table(where)
+    assert t.write(rows(0, 3)) == 0
+    assert ids(t.read()) == [0, 1, 2]  # the orphan is not part of the table
 
 
 def test_bad_arguments_are_config_errors(table: lk.Table) -> None:
