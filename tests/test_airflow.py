@@ -58,7 +58,7 @@ DAGS = textwrap.dedent('''
                              schemas_dir=SCHEMAS, retries=3)
         FreshnessSensor(task_id="wait_stale", source=ROOT + "/good",
                         freshness={"column": "event_time", "max_age": "1m"},
-                        poke_interval=1, timeout=3)
+                        poke_interval=1, timeout=8)  # room for a slow first poke
 ''')
 
 

@@ -531,13 +531,18 @@ def test_concurrent_reads_share_one_tally(tmp_path: Path) -> None:
 
 def test_closing_early_stops_the_reader_thread(tmp_path: Path) -> None:
     path = write(tmp_path / "big.jsonl.gz", jsonl([event(i) for i in range(3000)]))
-    before = threading.active_count()
+    def readers() -> int:  # the prefetch threads; the shared parse pool stays
+        return sum(th.name.startswith("lakekit-jsonl") and "parse" not in th.name
+                   for th in threading.enumerate())
+
+    before = readers()
     batches = read_jsonl_batches(LOCAL, str(path), url="big", compression="gzip", schema=None,
                                  block_size=4096)
     first = next(batches)
     assert first.num_rows > 0
+    assert readers() > before
     batches.close()
-    assert threading.active_count() == before
+    assert readers() == before
 
 
 def test_blocks_stream_lazily(tmp_path: Path) -> None:
