@@ -31,7 +31,11 @@ def unify(schemas: Sequence[tuple[str, pa.Schema]]) -> pa.Schema:
     first_url, unified = schemas[0]
     origin = {name: first_url for name in unified.names}
     seen_in_all = set(unified.names)
+    previous = unified
     for url, schema in schemas[1:]:
+        if schema.equals(previous):
+            continue  # shards written alike: nothing new to unify (the common case)
+        previous = schema
         seen_in_all &= set(schema.names)
         try:
             unified = pa.unify_schemas([unified, schema], promote_options="permissive")
