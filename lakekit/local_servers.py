@@ -30,6 +30,13 @@ __all__ = [
 ]
 
 
+class _ExitedAtStart(StorageError):
+    """A local server exited before answering (most often: its port was taken)."""
+
+
+_PORT_ATTEMPTS = 3  # a free port can be taken by another process before the server binds it
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -73,7 +80,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StorageError(f"the local S3 server exited at start (code {proc.returncode})")
+            raise _ExitedAtStart(
+                f"the local S3 server exited at start (code {proc.returncode})")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -110,7 +118,7 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
             "moto[server] is required for the local S3 server; install it with: "
             "pip install 'lakekit[demo]'"
         ) from None
-    for attempt in range(3):  # the free port can be taken before moto binds it
+    for attempt in range(_PORT_ATTEMPTS):
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from lakekit.local_servers import _serve_moto; "
@@ -121,13 +129,14 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
         endpoint = f"http://127.0.0.1:{port}"
         try:
             _wait_http(endpoint + "/moto-api/", proc, start_timeout)
-        except StorageError:
-            exited = proc.poll() is not None
+            break
+        except _ExitedAtStart:
             _stop(proc)
-            if attempt == 2 or not exited:
+            if attempt == _PORT_ATTEMPTS - 1:
                 raise
-            continue
-        break
+        except BaseException:
+            _stop(proc)
+            raise
     try:
         yield S3Server(endpoint)
     finally:
@@ -197,15 +206,20 @@ def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise StorageError(f"the local Kafka broker exited at start (code {proc.returncode})")
+            raise _ExitedAtStart(
+                f"the local Kafka broker exited at start (code {proc.returncode})")
         try:
             with socket.create_connection((host, int(port)), timeout=1):
                 pass
         except OSError:
             time.sleep(0.05)
             continue
+        if proc.poll() is not None:
+            continue  # something else answers on this port: reported at the loop's top
+        quick = {k: 2000 for k in ("request_timeout_ms", "bootstrap_timeout_ms")
+                 if k in KafkaAdminClient.DEFAULT_CONFIG}  # the second is kafka-python 3's
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, **quick)
         except Exception:
             time.sleep(0.1)
             continue
@@ -295,9 +309,15 @@ def restartable_tansu_broker(s3: S3Server, bucket: str = "tansu",
     env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key,
                AWS_SECRET_ACCESS_KEY=s3.secret_key, AWS_DEFAULT_REGION=s3.region,
                AWS_ENDPOINT=s3.endpoint_url, AWS_ALLOW_HTTP="true")
-    broker = RestartableBroker(f"127.0.0.1:{free_port()}", binary=_tansu_binary(),
-                               storage_url=f"s3://{bucket}/", env=env)
-    broker.start(start_timeout)
+    for attempt in range(_PORT_ATTEMPTS):
+        broker = RestartableBroker(f"127.0.0.1:{free_port()}", binary=_tansu_binary(),
+                                   storage_url=f"s3://{bucket}/", env=env)
+        try:
+            broker.start(start_timeout)
+            break
+        except _ExitedAtStart:
+            if attempt == _PORT_ATTEMPTS - 1:
+                raise
     try:
         yield broker
     finally:
@@ -317,8 +337,14 @@ def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
     ...     broker.create_topic("events", partitions=4)
     """
     binary = _tansu_binary()
-    bootstrap = f"127.0.0.1:{free_port()}"
-    proc = _start_tansu(binary, bootstrap, "memory://tansu/", None, start_timeout)
+    for attempt in range(_PORT_ATTEMPTS):
+        bootstrap = f"127.0.0.1:{free_port()}"
+        try:
+            proc = _start_tansu(binary, bootstrap, "memory://tansu/", None, start_timeout)
+            break
+        except _ExitedAtStart:
+            if attempt == _PORT_ATTEMPTS - 1:
+                raise
     try:
         yield KafkaBroker(bootstrap)
     finally:
