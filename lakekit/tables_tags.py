@@ -9,10 +9,12 @@ Delta readers and ``vacuum`` ignore the underscore directory.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
-import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -148,6 +150,9 @@ class TagStore:
         return tag
 
 
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
 def _write_local(path: str, body: bytes, *, replace: bool) -> None:
     """Write ``path`` so that readers see the old tag or the whole new one, never a part.
 
@@ -156,21 +161,30 @@ def _write_local(path: str, body: bytes, *, replace: bool) -> None:
     while a hard link of a complete temporary file fails with ``FileExistsError`` for all
     but one.
     """
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tag-", suffix=".tmp")
+    tmp = os.path.join(os.path.dirname(path), f".tag-{uuid.uuid4().hex}.tmp")
+    # os.open, not mkstemp: the tag gets the umask's mode (0644), not 0600, so that other
+    # users of a shared table can read it
+    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as f:
+        f.write(body)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
         if replace:
             os.replace(tmp, path)
             return
         try:
             os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError:  # a filesystem without hard links: exclusive create instead
-            with open(path, "xb") as f:
-                f.write(body)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            _create_exclusive(path, body)  # a filesystem without hard links
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _create_exclusive(path: str, body: bytes) -> None:
+    with open(path, "xb") as f:
+        try:
+            f.write(body)
+        except BaseException:
+            os.unlink(path)  # never leave a half-written tag behind
+            raise

@@ -349,7 +349,12 @@ def test_concurrent_tag_creation_has_exactly_one_winner(table: lk.Table) -> None
         assert all("already exists" in str(r) for r in results if not isinstance(r, int))
         expected[name] = winners[0]
     assert table.tags() == expected
-    assert not [p for p in os.listdir(f"{table.uri}/_lakekit/tags") if p.endswith(".tmp")]
+    tags_dir = f"{table.uri}/_lakekit/tags"
+    assert not [p for p in os.listdir(tags_dir) if p.endswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {os.stat(f"{tags_dir}/{p}").st_mode & 0o777 for p in os.listdir(tags_dir)}
+    assert modes == {0o666 & ~umask}  # readable by the table's other users, as any file
 
 
 # -- restore and diff ----------------------------------------------------------------------
