@@ -471,15 +471,17 @@ def test_time_spent_waiting_for_a_slow_commit_is_not_idle_time(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     def slow_non_negative(data: Any) -> Any:
-        time.sleep(0.8)  # each batch's commit outlasts stop_after_idle
+        time.sleep(2.5)  # each batch's commit outlasts stop_after_idle
         return data.lazyframe.select(pl.col(data.key) >= 0)
 
     schema = pap.DataFrameSchema({"id": pap.Column(pl.Int64, pap.Check(slow_non_negative))})
     topic = new_topic(kafka_broker)
-    produce(kafka_broker, topic, [event(i) for i in range(200)])
+    produce(kafka_broker, topic, [event(i) for i in range(150)])
     table = str(tmp_path / "events")
     sink = sink_for(kafka_broker, topic, table, schema=schema, max_batch_rows=50,
                     consumer_config={**SESSION, "max_poll_records": 50})
-    stats = sink.run(stop_after_idle=0.4)
-    assert sorted(lk.Table(table).read().column("id").to_pylist()) == list(range(200))
-    assert stats.rows_written == 200 and stats.commits >= 2
+    # the second batch waits for the first one's commit; counted as idle time, that wait
+    # stopped the sink with the third batch unread
+    stats = sink.run(stop_after_idle=1.5)
+    assert sorted(lk.Table(table).read().column("id").to_pylist()) == list(range(150))
+    assert stats.rows_written == 150 and stats.commits >= 2

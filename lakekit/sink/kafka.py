@@ -457,7 +457,7 @@ class KafkaDeltaSink:
     def _waited(self, seconds: float) -> None:
         """Count time spent waiting for the commit thread; it is not idle time, so that
         ``stop_after_idle`` never stops a sink that was busy with its own commit."""
-        self._last_activity = max(self._last_activity, time.monotonic())
+        self._last_activity = min(time.monotonic(), self._last_activity + seconds)
         with self._lock:
             self._stats = replace(self._stats, wait_seconds=self._stats.wait_seconds + seconds)
 
