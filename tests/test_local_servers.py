@@ -10,6 +10,8 @@ import pytest
 from lakekit import local_servers
 from lakekit.local_servers import moto_s3_server, tansu_broker
 
+pytestmark = [pytest.mark.s3, pytest.mark.kafka]
+
 
 @pytest.fixture
 def first_port_taken(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:

@@ -241,6 +241,8 @@ def test_two_processes_share_partitions_through_rebalances(
         while (time.monotonic() < deadline
                and [ln for ln in b.lines if "assigned" in ln][-1].count(f"{topic}[") != 4):
             time.sleep(0.05)
+        assert [ln for ln in b.lines if "assigned" in ln][-1].count(f"{topic}[") == 4, \
+            "B did not take over all four partitions:\n" + "\n".join(b.lines[-30:])
         b.wait_for("commit v", n=b.count("commit v") + 2)
     finally:
         stop_producing.set()
