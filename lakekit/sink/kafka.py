@@ -13,14 +13,12 @@ also committed to Kafka after each Delta commit, but only for lag monitoring.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -40,6 +38,7 @@ from lakekit.sink.commit import (
 from lakekit.sink.deadletter import dead_letter_rows, default_dead_letter_uri
 from lakekit.sink.decode import Decoder, RowError, make_decoder
 from lakekit.sink.fetch import install_bulk_records
+from lakekit.sink.memory import prompt_arrow_pool, return_free_memory, tune_malloc
 from lakekit.sink.stats import CommitSummary, SinkStats, tp_name
 from lakekit.sink.validate import resolve_sink_schema, validate_rows
 from lakekit.storage import retry_call
@@ -812,88 +811,6 @@ class KafkaDeltaSink:
             f"{tp_name(*k)} from " + (str(v + 1) if (v := self._expected[k]) is not None
                                       else self._consumer_config["auto_offset_reset"])
             for k in sorted(keys)) or "none")
-
-
-@functools.cache
-def tune_malloc() -> None:
-    """Keep glibc from hoarding the memory of freed batches.
-
-    Batches are megabyte-sized chunks that live for a second and are freed by another
-    thread; with glibc's defaults every thread gets its own arena, free memory in one is
-    not reused by the others, and RSS climbs to several times the batch size. The sink
-    caps the arenas at two (process-wide, once) and trims the heap after every batch.
-    ``LAKEKIT_SINK_MALLOC=mmap`` also mmaps blocks of 1 MiB and more (lowest memory,
-    about a fifth slower); ``LAKEKIT_SINK_MALLOC=default`` changes nothing. No effect
-    off glibc.
-    """
-    mode = os.environ.get("LAKEKIT_SINK_MALLOC", "")
-    if mode == "default":
-        return
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return
-    if mode == "mmap":
-        mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    mallopt(-8, 2)  # M_ARENA_MAX
-
-
-_POOL_LOCK = threading.Lock()
-_POOL_USERS: list[pa.MemoryPool] = []  # the pool to restore, once per running sink
-
-
-@contextlib.contextmanager
-def prompt_arrow_pool() -> Iterator[None]:
-    """Make pyarrow allocate from jemalloc, set to give freed pages back at once, while
-    any sink runs in this process (the first one in switches, the last one out restores).
-
-    pyarrow's default pool on Linux, mimalloc, keeps the pages of a freed batch for a
-    while, and holds 30-40 MB more at the sink's peak. The switch is process-wide; where
-    pyarrow was built without jemalloc (macOS, Windows) nothing changes.
-    """
-    with _POOL_LOCK:
-        if _POOL_USERS:
-            _POOL_USERS.append(_POOL_USERS[0])
-        else:
-            try:
-                pool = pa.jemalloc_memory_pool()
-                pa.jemalloc_set_decay_ms(0)
-            except (NotImplementedError, pa.ArrowNotImplementedError):
-                pool = None
-            if pool is not None:
-                _POOL_USERS.append(pa.default_memory_pool())
-                pa.set_memory_pool(pool)
-        switched = bool(_POOL_USERS)
-    try:
-        yield
-    finally:
-        if switched:
-            with _POOL_LOCK:
-                previous = _POOL_USERS.pop()
-                if not _POOL_USERS:
-                    pa.set_memory_pool(previous)
-
-
-def return_free_memory() -> None:
-    """Give memory freed by a batch back to the OS: glibc's heap (``malloc_trim``, where
-    available) and arrow's pool. Allocators otherwise keep every freed page for reuse, and
-    the process's RSS ratchets up to the sum of each allocator's own peak."""
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return None
 
 
 def _fix_types(schema: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
