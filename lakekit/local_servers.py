@@ -13,9 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lakekit.errors import MissingDependencyError, StorageError
 
@@ -36,12 +36,23 @@ class _ExitedAtStart(StorageError):
 
 _PORT_ATTEMPTS = 3  # a free port can be taken by another process before the server binds it
 
+T = TypeVar("T")
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _on_a_free_port(start: Callable[[int], T]) -> T:
+    """``start(port)`` on a free port, again on another one (a bounded number of times)
+    when the server exited at start because the port was taken before it bound it."""
+    for _ in range(_PORT_ATTEMPTS - 1):
+        with contextlib.suppress(_ExitedAtStart):
+            return start(free_port())
+    return start(free_port())
 
 
 @dataclass(frozen=True)
@@ -119,8 +130,7 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
             "moto[server] is required for the local S3 server; install it with: "
             "pip install 'lakekit[demo]'"
         ) from None
-    for attempt in range(_PORT_ATTEMPTS):
-        port = free_port()
+    def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from lakekit.local_servers import _serve_moto; "
              "_serve_moto(sys.argv[1:])", "-H", "127.0.0.1", "-p", str(port)],
@@ -130,14 +140,12 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
         endpoint = f"http://127.0.0.1:{port}"
         try:
             _wait_http(endpoint + "/moto-api/", proc, start_timeout)
-            break
-        except _ExitedAtStart:
-            _stop(proc)
-            if attempt == _PORT_ATTEMPTS - 1:
-                raise
         except BaseException:
             _stop(proc)
             raise
+        return proc, endpoint
+
+    proc, endpoint = _on_a_free_port(start)
     try:
         yield S3Server(endpoint)
     finally:
@@ -311,15 +319,15 @@ def restartable_tansu_broker(s3: S3Server, bucket: str = "tansu",
     env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key,
                AWS_SECRET_ACCESS_KEY=s3.secret_key, AWS_DEFAULT_REGION=s3.region,
                AWS_ENDPOINT=s3.endpoint_url, AWS_ALLOW_HTTP="true")
-    for attempt in range(_PORT_ATTEMPTS):
-        broker = RestartableBroker(f"127.0.0.1:{free_port()}", binary=_tansu_binary(),
+    binary = _tansu_binary()
+
+    def start(port: int) -> RestartableBroker:
+        broker = RestartableBroker(f"127.0.0.1:{port}", binary=binary,
                                    storage_url=f"s3://{bucket}/", env=env)
-        try:
-            broker.start(start_timeout)
-            break
-        except _ExitedAtStart:
-            if attempt == _PORT_ATTEMPTS - 1:
-                raise
+        broker.start(start_timeout)
+        return broker
+
+    broker = _on_a_free_port(start)
     try:
         yield broker
     finally:
@@ -339,14 +347,12 @@ def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
     ...     broker.create_topic("events", partitions=4)
     """
     binary = _tansu_binary()
-    for attempt in range(_PORT_ATTEMPTS):
-        bootstrap = f"127.0.0.1:{free_port()}"
-        try:
-            proc = _start_tansu(binary, bootstrap, "memory://tansu/", None, start_timeout)
-            break
-        except _ExitedAtStart:
-            if attempt == _PORT_ATTEMPTS - 1:
-                raise
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
+        bootstrap = f"127.0.0.1:{port}"
+        return _start_tansu(binary, bootstrap, "memory://tansu/", None, start_timeout), bootstrap
+
+    proc, bootstrap = _on_a_free_port(start)
     try:
         yield KafkaBroker(bootstrap)
     finally:
