@@ -7,9 +7,11 @@ Credentials live here only: they never appear in a repr, a log line or an error 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -137,6 +139,20 @@ class Location:
             return _s3fs_to_delta(self._options)
         return {str(k): str(v) for k, v in self._options.items() if not isinstance(v, Mapping)}
 
+    def write_whole(self, path: str, body: bytes, *, exclusive: bool) -> None:
+        """Write a small file so that readers see the old content or all of the new,
+        never a part; with ``exclusive``, only if ``path`` does not exist
+        (``FileExistsError`` otherwise), decided atomically even between racing writers.
+
+        Object stores: one ``PUT``, conditional (``If-None-Match: *``) when exclusive.
+        Local disk: a complete temporary file renamed or hard-linked into place, because
+        fsspec's local ``mode="create"`` checks and then writes.
+        """
+        if self.is_local:
+            _write_local(path, body, exclusive=exclusive)
+        else:
+            self.fs.pipe_file(path, body, mode="create" if exclusive else "overwrite")
+
     def secrets(self) -> Mapping[str, Any]:
         """The options, for :func:`redact` only."""
         return self._options
@@ -144,6 +160,39 @@ class Location:
     def redact(self, text: str) -> str:
         """Remove this location's credentials from ``text``."""
         return redact(text, self._options)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
+def _write_local(path: str, body: bytes, *, exclusive: bool) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex}.tmp")
+    # os.open, not mkstemp: the file gets the umask's mode (0644), not 0600, so that other
+    # users of a shared location can read it
+    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as f:
+        f.write(body)
+    try:
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)  # fails with FileExistsError for all racers but one
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            _create_exclusive(path, body)  # a filesystem without hard links
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _create_exclusive(path: str, body: bytes) -> None:
+    with open(path, "xb") as f:
+        try:
+            f.write(body)
+        except BaseException:
+            os.unlink(path)  # never leave a half-written file behind
+            raise
 
 
 def _s3fs_to_delta(options: Mapping[str, Any]) -> dict[str, str]:

@@ -2,19 +2,16 @@
 
 A tag is one small JSON file, ``<table>/_lakekit/tags/<name>.json``, holding the version it
 names. Living next to the data, tags are seen by every reader of the same URI in any
-process. A new tag is created with an atomic create-if-absent write (``O_EXCL`` on local
-disk, ``If-None-Match: *`` on S3), so two processes racing for one name cannot both win.
+process. A new tag is created with an atomic create-if-absent write
+(:meth:`Location.write_whole`: a hard link of a complete file on local disk,
+``If-None-Match: *`` on S3), so two processes racing for one name cannot both win.
 Delta readers and ``vacuum`` ignore the underscore directory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -123,13 +120,9 @@ class TagStore:
         ).encode()
         fs = self._location.fs
         fs.makedirs(self._dir, exist_ok=True)
-        if self._location.is_local:
-            write = lambda: _write_local(path, body, replace=force)  # noqa: E731
-        else:  # an object store's PUT is atomic; "create" is a conditional one
-            write = lambda: fs.pipe_file(  # noqa: E731
-                path, body, mode="overwrite" if force else "create")
         try:
-            retry_call(write, what=f"{self._location.url}: writing tag {name!r}")
+            retry_call(lambda: self._location.write_whole(path, body, exclusive=not force),
+                       what=f"{self._location.url}: writing tag {name!r}")
         except FileExistsError:
             existing = self._read(path)
             where = f" (version {existing.version})" if existing else ""
@@ -149,42 +142,3 @@ class TagStore:
         fs.invalidate_cache(self._dir)
         return tag
 
-
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
-
-
-def _write_local(path: str, body: bytes, *, replace: bool) -> None:
-    """Write ``path`` so that readers see the old tag or the whole new one, never a part.
-
-    Without ``replace``, only if ``path`` does not exist, atomically: fsspec's local
-    ``mode="create"`` checks and then writes, so two racing writers could both succeed,
-    while a hard link of a complete temporary file fails with ``FileExistsError`` for all
-    but one.
-    """
-    tmp = os.path.join(os.path.dirname(path), f".tag-{uuid.uuid4().hex}.tmp")
-    # os.open, not mkstemp: the tag gets the umask's mode (0644), not 0600, so that other
-    # users of a shared table can read it
-    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), "wb") as f:
-        f.write(body)
-    try:
-        if replace:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            _create_exclusive(path, body)  # a filesystem without hard links
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _create_exclusive(path: str, body: bytes) -> None:
-    with open(path, "xb") as f:
-        try:
-            f.write(body)
-        except BaseException:
-            os.unlink(path)  # never leave a half-written tag behind
-            raise
