@@ -240,7 +240,9 @@ class BatchBuffer:
             before = np.cumsum(gap_lengths) - gap_lengths
             chunk[np.arange(total) + np.repeat(gap_starts - before, gap_lengths)] = 32
         chunk[local_ends] = 32
-        if np.count_nonzero(chunk == 10) or np.count_nonzero(chunk == 13):
+        # min() first: one cheap pass, and JSON text rarely has bytes below 14 at all
+        if int(chunk.min()) <= 13 and (np.count_nonzero(chunk == 10)
+                                       or np.count_nonzero(chunk == 13)):
             data = memoryview(run.data)  # a value holds a raw newline: the general path
             tomb = (run.value_lengths < 0).tolist() if int(run.value_lengths.min()) < 0 else None
             listed = [data[s:e] for s, e in zip(run.value_starts.tolist(), ends.tolist(),
