@@ -73,14 +73,14 @@ class RecordRun:
 
     def split(self, k: int) -> tuple[RecordRun, RecordRun]:
         """The first ``k`` records and the rest."""
-        epochs = self.epochs
-        head = RecordRun(self.data, self.offsets[:k], self.timestamps[:k], self.key_starts[:k],
-                         self.key_lengths[:k], self.value_starts[:k], self.value_lengths[:k],
-                         int(self.offsets[k - 1]) + 1, None if epochs is None else epochs[:k])
-        rest = RecordRun(self.data, self.offsets[k:], self.timestamps[k:], self.key_starts[k:],
-                         self.key_lengths[k:], self.value_starts[k:], self.value_lengths[k:],
-                         self.next_offset, None if epochs is None else epochs[k:])
-        return head, rest
+        return (self._rows(slice(None, k), int(self.offsets[k - 1]) + 1),
+                self._rows(slice(k, None), self.next_offset))
+
+    def _rows(self, rows: slice, next_offset: int) -> RecordRun:
+        return RecordRun(self.data, self.offsets[rows], self.timestamps[rows],
+                         self.key_starts[rows], self.key_lengths[rows], self.value_starts[rows],
+                         self.value_lengths[rows], next_offset,
+                         None if self.epochs is None else self.epochs[rows])
 
 
 class _Corrupt(ValueError):
