@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from lakekit import errors
 
 if TYPE_CHECKING:
-    from lakekit.load.dataset import Dataset, dataset, load
+    from lakekit.io.dataset import Dataset, dataset, load
     from lakekit.quality import Freshness, QualityReport, Volume
     from lakekit.quality.check import check
     from lakekit.sink import KafkaDeltaSink, SinkStats
     from lakekit.tables import Table
-    from lakekit.tables_types import (
+    from lakekit.tables.types import (
         ColumnChange,
         Commit,
         CompactResult,
@@ -33,21 +33,21 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Dataset": "lakekit.load.dataset",
-    "dataset": "lakekit.load.dataset",
-    "load": "lakekit.load.dataset",
+    "Dataset": "lakekit.io.dataset",
+    "dataset": "lakekit.io.dataset",
+    "load": "lakekit.io.dataset",
     "Freshness": "lakekit.quality",
     "QualityReport": "lakekit.quality",
     "Volume": "lakekit.quality",
     "check": "lakekit.quality",
     "KafkaDeltaSink": "lakekit.sink",
     "SinkStats": "lakekit.sink",
-    "Table": "lakekit.tables",
-    "ColumnChange": "lakekit.tables_types",
-    "Commit": "lakekit.tables_types",
-    "CompactResult": "lakekit.tables_types",
-    "TableDiff": "lakekit.tables_types",
-    "VacuumResult": "lakekit.tables_types",
+    "Table": "lakekit.tables.table",
+    "ColumnChange": "lakekit.tables.types",
+    "Commit": "lakekit.tables.types",
+    "CompactResult": "lakekit.tables.types",
+    "TableDiff": "lakekit.tables.types",
+    "VacuumResult": "lakekit.tables.types",
 }
 
 __all__ = [
@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 # Importing a subpackage binds its name on the parent once, when first loaded: load the
-# ``lakekit.load`` package now and drop that binding, so ``lk.load`` stays the function.
-importlib.import_module("lakekit.load")
+# ``lakekit.io`` package now and drop that binding, so ``lk.load`` stays the function.
+importlib.import_module("lakekit.io")
 globals().pop("load", None)
 
 

@@ -25,19 +25,19 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from lakekit.errors import ConfigError, LakekitError, NotFoundError, missing_extra
-
-try:
-    from airflow.sdk import BaseOperator, BaseSensorOperator
-except ImportError:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("apache-airflow", "airflow") from None
-try:
-    from airflow.sdk.exceptions import AirflowFailException
-except ImportError:  # pragma: no cover - Airflow 3.0 keeps it in airflow.exceptions
-    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-
+from lakekit._deps import import_if_available, import_optional
+from lakekit.errors import ConfigError, LakekitError, NotFoundError
 from lakekit.quality.freshness import Freshness
 from lakekit.quality.volume import Volume
+
+import_optional("airflow.sdk", purpose="lakekit.airflow")  # the install hint, before:
+from airflow.sdk import BaseOperator, BaseSensorOperator  # noqa: E402
+
+# Airflow 3.0 keeps AirflowFailException in airflow.exceptions; later 3.x also in airflow.sdk.
+AirflowFailException: type[Exception] = getattr(
+    import_if_available("airflow.sdk.exceptions"), "AirflowFailException", None
+) or import_optional("airflow.exceptions").AirflowFailException
+
 
 __all__ = ["FreshnessSensor", "QualityCheckOperator"]
 

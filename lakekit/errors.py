@@ -85,15 +85,3 @@ class BadRecordsWarning(UserWarning):
 
     The message gives the count and the first location.
     """
-
-
-def missing_extra(package: str, extra: str) -> MissingDependencyError:
-    """Build the error for a missing optional dependency.
-
-    Examples
-    --------
-    >>> raise missing_extra("s3fs", "s3")  # doctest: +SKIP
-    """
-    return MissingDependencyError(
-        f"{package} is required for this feature; install it with: pip install 'lakekit[{extra}]'"
-    )

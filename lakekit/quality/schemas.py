@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakekit.errors import ConfigError, missing_extra
+from lakekit.errors import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -152,10 +152,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _read_yaml_schema(path: Path) -> DataFrameSchema:
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover - pyyaml is a core dependency
-        raise missing_extra("pyyaml", "quality") from None
+    import yaml
     from pandera.io import polars_io
 
     try:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from lakekit.load.dataset import Dataset
+    from lakekit.io.dataset import Dataset
 
 __all__ = ["Source", "open_source"]
 
@@ -140,12 +140,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _open_delta(location: Location, version: int | None) -> Any:
-    try:
-        from deltalake import DeltaTable
-    except ImportError:  # pragma: no cover - deltalake is a core dependency
-        from lakekit.errors import missing_extra
+    from deltalake import DeltaTable
 
-        raise missing_extra("deltalake", "delta") from None
     return DeltaTable(
         location.delta_uri(), version=version,
         storage_options=location.delta_storage_options() or None,
@@ -153,7 +149,7 @@ def _open_delta(location: Location, version: int | None) -> Any:
 
 
 def _is_delta(location: Location) -> bool:
-    from lakekit.load.delta import is_delta_table
+    from lakekit.io.delta import is_delta_table
 
     return is_delta_table(location)
 
@@ -180,7 +176,7 @@ def open_source(
     if frame is not None:
         return Source("frame", _frame_label(type(obj).__module__.split(".")[0], frame),
                       frame=frame)
-    from lakekit.load.dataset import Dataset
+    from lakekit.io.dataset import Dataset
 
     if isinstance(obj, Dataset):
         location: Location = obj.location

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from lakekit._deps import import_if_available, import_optional
+
 __all__ = ["RecordRun", "install_bulk_records"]
 
 log = logging.getLogger("lakekit.sink")
@@ -367,19 +369,18 @@ def install_bulk_records(consumer: Any, config: dict[str, Any]) -> bool:
     """Make ``consumer`` yield :class:`RecordRun` s where that is known to be safe."""
     if os.environ.get("LAKEKIT_SINK_BULK_FETCH", "1") == "0":
         return False
+    kafka = import_optional("kafka", purpose="the Kafka sink")
+    records = import_if_available("kafka.record.default_records")  # kafka-python's layout
     try:
-        import kafka
-
         major = int(str(kafka.__version__).split(".")[0])
         fetcher = consumer._fetcher
         base = type(fetcher).PartitionRecords
-        from kafka.record.default_records import DefaultRecordBatch
-
+        batch = getattr(records, "DefaultRecordBatch", None)
         needed = ("take", "drain", "_unpack_records", "_maybe_raise_next_inline_exception")
         fits = (major == 3 and all(hasattr(base, name) for name in needed)
-                and hasattr(DefaultRecordBatch, "_maybe_uncompress")
-                and {"_buffer", "_pos"} <= set(DefaultRecordBatch.__slots__))
-    except (AttributeError, ImportError, ValueError):
+                and hasattr(batch, "_maybe_uncompress")
+                and {"_buffer", "_pos"} <= set(getattr(batch, "__slots__", ())))
+    except (AttributeError, ValueError):
         fits = False
     if (not fits or config.get("isolation_level", "read_uncommitted") != "read_uncommitted"
             or config.get("key_deserializer") or config.get("value_deserializer")):

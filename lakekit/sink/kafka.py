@@ -26,7 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from lakekit.errors import BadRecordError, BrokerError, ConfigError, missing_extra
+from lakekit._deps import import_optional
+from lakekit.errors import BadRecordError, BrokerError, ConfigError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
 from lakekit.sink.commit import (
     CommitOutcome,
@@ -339,11 +340,10 @@ class KafkaDeltaSink:
         return config
 
     def _connect(self) -> Any:
-        try:
-            from kafka import KafkaConsumer
-            from kafka.errors import KafkaConfigurationError, KafkaError
-        except ImportError:
-            raise missing_extra("kafka-python", "kafka") from None
+        import_optional("kafka", purpose="the Kafka sink")
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaConfigurationError, KafkaError
+
         try:
             # kafka-python retries the bootstrap with backoff for bootstrap_timeout_ms
             consumer = KafkaConsumer(**self._consumer_config)

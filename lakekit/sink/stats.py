@@ -108,11 +108,11 @@ class SinkStats:
                 f"{self.records_per_second:,.0f} records/s")
 
     def __repr__(self) -> str:
-        from lakekit.stats_html import sink_stats_repr
+        from lakekit.sink._html import sink_stats_repr
 
         return sink_stats_repr(self)
 
     def _repr_html_(self) -> str:
-        from lakekit.stats_html import sink_stats_html
+        from lakekit.sink._html import sink_stats_html
 
         return sink_stats_html(self)

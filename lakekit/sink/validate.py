@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -63,31 +62,14 @@ def _pandera_schema(schema: Any) -> tuple[Any, str]:
     if isinstance(schema, type) and callable(to_schema):
         return to_schema(), f"pandera model {schema.__name__}"
     if isinstance(schema, (str, os.PathLike)):
-        try:
-            from lakekit.quality.schemas import load_schema
-        except ImportError:  # the schema registry is not in this build: YAML files only
-            return _from_yaml(schema)
+        from lakekit.quality.schemas import load_schema
+
         resolved = load_schema(schema)
         return resolved.schema, f"schema {resolved.name or schema}"
     raise ConfigError(
         "schema must be a pyarrow.Schema, a pandera schema, a path to a pandera YAML file or "
         f"a schema name; got {type(schema).__name__}"
     )
-
-
-def _from_yaml(schema: str | os.PathLike[str]) -> tuple[Any, str]:
-    path = Path(schema)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        try:
-            text = path.read_text(encoding="utf-8")
-            if "polars" in text.split("columns:", 1)[0]:
-                from pandera.io import polars_io as io
-            else:
-                from pandera.io import pandas_io as io  # type: ignore[no-redef]
-            return io.from_yaml(str(path)), f"schema file {path}"
-        except Exception as exc:
-            raise ConfigError(f"schema file {path}: not a pandera YAML schema: {exc}") from None
-    raise ConfigError(f"schema {str(schema)!r} is not a pandera YAML file")
 
 
 def _normalize_type(t: pa.DataType) -> pa.DataType:

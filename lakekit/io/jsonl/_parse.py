@@ -1,0 +1,211 @@
+"""JSONL parsing: pyarrow.json on a block under a given or inferred schema, and the
+unification of the types inferred for different blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+
+from lakekit.errors import ConfigError, SchemaMismatchError
+from lakekit.io.jsonl._stream import _WHITESPACE, _Block
+
+_PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+# -- parsing -----------------------------------------------------------------------------------
+def _parse_type(t: pa.DataType) -> pa.DataType:
+    """A type pyarrow.json can parse into, from which ``t`` is reached by a cast."""
+    if pa.types.is_dictionary(t):
+        return _parse_type(t.value_type)
+    if pa.types.is_date(t) or pa.types.is_time(t):
+        return pa.string()
+    if pa.types.is_duration(t):
+        return pa.int64()
+    if pa.types.is_float16(t):
+        return pa.float64()
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return pa.list_(_parse_type(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_parse_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_parse_type(f.type)) for f in t])
+    return t
+
+
+class _Parser:
+    """Parses bytes of whole lines into a table of ``target`` (or inferred, if None)."""
+
+    def __init__(self, target: pa.Schema | None, *, url: str) -> None:
+        self.target = target
+        self.url = url
+        self._infer_options = pj.ParseOptions()
+        self._explicit_options: pj.ParseOptions | None = None
+        if target is not None:
+            parse_schema = pa.schema(
+                [pa.field(f.name, _parse_type(f.type), nullable=True) for f in target]
+            )
+            self._explicit_options = pj.ParseOptions(
+                explicit_schema=parse_schema, unexpected_field_behavior="ignore"
+            )
+            try:
+                self._read(b"{}\n", self._explicit_options)
+            except pa.ArrowNotImplementedError as exc:
+                raise ConfigError(f"{url}: the schema cannot be read from JSON: {exc}") from None
+
+    def _read(self, data: Any, options: pj.ParseOptions) -> pa.Table:
+        # one block per call, on the calling thread: blocks are parsed in parallel by the
+        # parse pool, which scales better than pyarrow's threads within one small call
+        return pj.read_json(
+            pa.BufferReader(pa.py_buffer(data)),
+            read_options=pj.ReadOptions(use_threads=False,
+                                        block_size=min(max(len(data) + 1, 1 << 16), 2**31 - 1)),
+            parse_options=options,
+        )
+
+    def parse(self, data: Any, *, rows: int) -> pa.Table:
+        """Parse ``data``, ``rows`` non-blank lines; raise one of ``_PARSE_ERRORS`` if a
+        line does not fit."""
+        _check_utf8(data)      # pyarrow.json passes invalid UTF-8 through into strings
+        if self._explicit_options is None:
+            table = self._read(data, self._infer_options)
+            if _has_list(table.schema):
+                # inferred lists with leading nulls come out corrupt (apache/arrow#51305);
+                # the same types given explicitly parse correctly
+                table = self._read(data, pj.ParseOptions(explicit_schema=table.schema))
+        else:
+            table = self._read(data, self._explicit_options)
+        if table.num_rows != rows:
+            # pyarrow reads '{"a": 1}{"a": 2}' on one line as two rows
+            raise pa.ArrowInvalid("more than one JSON value on a line")
+        return table if self._explicit_options is None else self._conform(table)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        target = self.target
+        assert target is not None
+        if not len(target):
+            return table.select([])               # no columns, but the row count
+        rows = table.num_rows
+        columns = [
+            table.column(f.name) if f.name in table.column_names else pa.nulls(rows, f.type)
+            for f in target
+        ]
+        for f, col in zip(target, columns, strict=True):
+            if not f.nullable and col.null_count:
+                raise pa.ArrowInvalid(f"column {f.name!r} is required but missing or null")
+        if not rows:
+            return target.empty_table()
+        out = pa.Table.from_arrays(columns, names=target.names)
+        return out if out.schema.equals(target, check_metadata=True) else out.cast(target)
+
+    def single_column(self, name: str) -> _Parser:
+        assert self.target is not None
+        return _Parser(pa.schema([self.target.field(name)]), url=self.url)
+
+
+def _check_utf8(data: Any) -> None:
+    """Raise ``ArrowInvalid`` unless ``data`` is valid UTF-8 (vectorised, ~10 GB/s)."""
+    buf = pa.py_buffer(data)
+    offsets = pa.py_buffer(np.array([0, buf.size], dtype=np.int64))
+    pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buf]).validate(full=True)
+
+
+def _has_list(t: pa.Schema | pa.DataType) -> bool:
+    if isinstance(t, pa.Schema):
+        return any(_has_list(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_list(f.type) for f in t)
+    return False
+
+
+def _cast_table(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """Conform an inferred table to ``target`` (table fields are a subset or narrower)."""
+    columns = []
+    for f in target:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            if not col.type.equals(f.type):
+                col = pa.concat_tables(
+                    [pa.schema([f]).empty_table(), table.select([f.name])],
+                    promote_options="permissive",
+                ).column(0)
+            columns.append(col)
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+
+# -- salvage: find the lines pyarrow rejects ---------------------------------------------------
+@dataclass
+class _Piece:
+    """A parsed table; ``lines`` are the (1-based) line numbers of its rows, None = every
+    non-blank line of ``block``."""
+
+    table: pa.Table
+    block: _Block
+    lines: np.ndarray | None = None
+
+
+
+# -- unification across blocks (schema=None) ---------------------------------------------------
+class _Unifier:
+    """Widens a running schema block after block (int -> float, null -> any)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.schema: pa.Schema | None = None
+
+    def add(self, piece: _Piece) -> pa.Table:
+        table = piece.table
+        if self.schema is None:
+            self.schema = table.schema
+            return table
+        if not table.schema.equals(self.schema):
+            try:
+                self.schema = pa.unify_schemas(
+                    [self.schema, table.schema], promote_options="permissive"
+                )
+            except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise self._mismatch(piece) from None
+        return _cast_table(table, self.schema)
+
+    def _mismatch(self, piece: _Piece) -> SchemaMismatchError:
+        assert self.schema is not None
+        for f in piece.table.schema:
+            if f.name not in self.schema.names:
+                continue
+            old = self.schema.field(f.name)
+            try:
+                pa.unify_schemas([pa.schema([old]), pa.schema([f])], promote_options="permissive")
+            except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                valid = piece.table.column(f.name).is_valid()
+                row = next((i for i, v in enumerate(valid.to_pylist()) if v), 0)
+                line = _row_line(piece, row)
+                where = f"{self.url}:{line}" if line else self.url
+                return SchemaMismatchError(
+                    f"{where}: column {f.name!r} is {f.type} here but {old.type} in earlier "
+                    "lines; these types cannot be reconciled (pass an explicit schema)"
+                )
+        return SchemaMismatchError(
+            f"{self.url}: the types inferred for its blocks cannot be reconciled"
+        )
+
+
+def _row_line(piece: _Piece, row: int) -> int | None:
+    if piece.lines is not None:
+        return int(piece.lines[row]) if row < len(piece.lines) else None
+    block = piece.block
+    starts, ends = block.bounds()
+    seen = 0
+    for i in range(len(starts)):
+        if bytes(block.data[int(starts[i]) : int(ends[i])]).strip(_WHITESPACE):
+            if seen == row:
+                return block.first_line + i
+            seen += 1
+    return None

@@ -1,1 +1,0 @@
-"""The loaders: shard discovery, schema unification, pruning, pushdown, parallel reads."""

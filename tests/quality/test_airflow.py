@@ -1,0 +1,144 @@
+"""lakekit.airflow with real Airflow 3: DAGs run by `airflow dags test` against SQLite.
+
+One DAG passes (sensor, templated quality check that warns, XCom read downstream); one
+fails (a failing check that must not be retried, a sensor that times out in reschedule
+mode). Task states, tries, reschedules and XComs are read back from Airflow's database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from _support.data import SCHEMAS, events
+from deltalake import write_deltalake
+
+pytestmark = pytest.mark.slow
+
+DAGS = textwrap.dedent('''
+    import json, os
+    from datetime import datetime
+    from airflow.sdk import DAG
+    from airflow.providers.standard.operators.python import PythonOperator
+    from lakekit.airflow import FreshnessSensor, QualityCheckOperator
+
+    ROOT = os.environ["LAKEKIT_TEST_ROOT"]
+    SCHEMAS = os.environ["LAKEKIT_TEST_SCHEMAS"]
+
+    def dump(ti, **_):
+        with open(os.path.join(ROOT, "xcom.json"), "w") as f:
+            json.dump({"report": ti.xcom_pull(task_ids="check", key="report"),
+                       "returned": ti.xcom_pull(task_ids="check")}, f)
+
+    with DAG("lakekit_pass", start_date=datetime(2024, 1, 1), schedule=None,
+             params={"table": ROOT + "/good", "max_age": "1h"}):
+        wait = FreshnessSensor(
+            task_id="wait", source="{{ params.table }}",
+            freshness={"column": "event_time", "max_age": "{{ params.max_age }}"},
+            poke_interval=1, timeout=60)
+        check = QualityCheckOperator(
+            task_id="check", source="{{ params.table }}", schema="events",
+            schemas_dir=SCHEMAS, volume={"min_rows": 100},
+            freshness={"column": "event_time", "max_age": "{{ params.max_age }}",
+                       "warn_age": "5m"})
+        wait >> check >> PythonOperator(task_id="dump", python_callable=dump)
+
+    with DAG("lakekit_fail", start_date=datetime(2024, 1, 1), schedule=None):
+        QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
+                             schemas_dir=SCHEMAS, retries=3)
+        FreshnessSensor(task_id="wait_stale", source=ROOT + "/good",
+                        freshness={"column": "event_time", "max_age": "1m"},
+                        poke_interval=1, timeout=8)  # room for a slow first poke
+''')
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("airflow")
+    (root / "dags").mkdir()
+    (root / "dags" / "lakekit_dags.py").write_text(DAGS)
+    newest = datetime.now(timezone.utc) - timedelta(minutes=20)
+    good = events(400, newest=newest)
+    write_deltalake(str(root / "good"), good)
+    user = np.arange(400) % 50
+    user[[3, 77]] = -1
+    write_deltalake(str(root / "bad"), good.set_column(1, "user_id", pa.array(user, pa.int64())))
+    env = dict(
+        os.environ,
+        AIRFLOW_HOME=str(root),
+        AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{root}/airflow.db",
+        LAKEKIT_TEST_ROOT=str(root),
+        LAKEKIT_TEST_SCHEMAS=str(SCHEMAS),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                    os.environ.get("PYTHONPATH", "")]),
+    )
+    migrate = airflow(env, "db", "migrate")
+    assert migrate.returncode == 0, migrate.stdout[-3000:]
+    yield env
+
+
+def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+
+
+def task_rows(env: dict[str, str], dag_id: str) -> dict[str, tuple[str, int, int]]:
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        rows = db.execute("select task_id, state, try_number, max_tries from task_instance "
+                          "where dag_id = ?", (dag_id,)).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: dict[str, str]) -> None:
+    run = airflow(airflow_home, "dags", "test", "lakekit_pass")
+    assert run.returncode == 0, run.stdout[-5000:]
+    states = task_rows(airflow_home, "lakekit_pass")
+    assert {t: s[0] for t, s in states.items()} == {"wait": "success", "check": "success",
+                                                    "dump": "success"}
+    pushed = json.loads((Path(airflow_home["LAKEKIT_TEST_ROOT"]) / "xcom.json").read_text())
+    report = pushed["report"]
+    assert pushed["returned"] == report
+    assert report["status"] == "warn"  # 20 minutes old: over warn_age, within max_age
+    assert report["source"] == airflow_home["LAKEKIT_TEST_ROOT"] + "/good"  # templated
+    by_name = {r["name"]: r for r in report["results"]}
+    assert by_name["schema"]["status"] == "pass"
+    assert by_name["freshness"]["threshold"] == 3600.0  # "{{ params.max_age }}" rendered
+    assert by_name["freshness"]["details"]["method"] == "delta_stats"
+    assert by_name["volume"]["observed"] == 400
+    assert "WARN" in run.stdout
+
+
+def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
+        airflow_home: dict[str, str]) -> None:
+    run = airflow(airflow_home, "dags", "test", "lakekit_fail")
+    assert run.returncode != 0
+    states = task_rows(airflow_home, "lakekit_fail")
+    state, tries, max_tries = states["check"]
+    assert (state, tries, max_tries) == ("failed", 1, 3)  # retries=3, none used
+    assert "AirflowFailException" in run.stdout
+    assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
+    assert states["wait_stale"][0] == "failed"
+    with sqlite3.connect(Path(airflow_home["AIRFLOW_HOME"]) / "airflow.db") as db:
+        xcom = db.execute("select value from xcom where dag_id = 'lakekit_fail' and "
+                          "task_id = 'check' and key = 'report'").fetchone()
+        reschedules = db.execute(
+            "select count(*) from task_reschedule r join task_instance t on r.ti_id = t.id "
+            "where t.dag_id = 'lakekit_fail' and t.task_id = 'wait_stale'").fetchone()[0]
+    report = json.loads(xcom[0])
+    assert report["status"] == "fail"
+    assert {(c["column"], c["index"]) for c in report["failure_cases"]} == {("user_id", 3),
+                                                                           ("user_id", 77)}
+    assert reschedules >= 1  # the sensor gave its slot back between pokes
+    assert "AirflowSensorTimeout" in run.stdout or "timed out" in run.stdout.lower()

@@ -1,0 +1,74 @@
+"""Optional dependencies go through one table (lakekit/_deps.py) whose extras all exist."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from lakekit import _deps
+from lakekit.errors import MissingDependencyError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTRAS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+             ["optional-dependencies"])
+
+
+def test_every_extra_the_table_names_exists_in_pyproject() -> None:
+    named = {entry.extra for entry in _deps.OPTIONAL.values()}
+    assert named <= EXTRAS, f"extras missing from pyproject.toml: {sorted(named - EXTRAS)}"
+    assert set(_deps.PROTOCOLS.values()) <= set(_deps.OPTIONAL)
+
+
+def test_every_install_hint_in_the_code_names_an_existing_extra() -> None:
+    hinted = set()
+    for path in (ROOT / "lakekit").rglob("*.py"):
+        text = path.read_text()
+        hinted |= {(path.name, m) for m in re.findall(r"lakekit\[([a-z0-9_-]+)\]", text)}
+    missing = {(f, e) for f, e in hinted if e not in EXTRAS}
+    assert not missing, f"install hints naming extras that do not exist: {sorted(missing)}"
+
+
+def test_only_the_deps_module_catches_import_errors() -> None:
+    allowed = {"_deps.py": "the one place", "storage.py": "fsspec reports a known protocol "
+               "without an installed implementation as ImportError"}
+    offenders = []
+    for path in (ROOT / "lakekit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                names = {n.id for n in ast.walk(node.type) if isinstance(n, ast.Name)}
+                if names & {"ImportError", "ModuleNotFoundError"} and path.name not in allowed:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"optional imports outside lakekit/_deps.py: {offenders}"
+
+
+def test_a_missing_optional_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "kafka", None)  # what Python does for a blocked import
+    with pytest.raises(MissingDependencyError) as info:
+        _deps.import_optional("kafka", purpose="the Kafka sink")
+    assert str(info.value) == ("kafka-python is required for the Kafka sink; install it with: "
+                               "pip install 'lakekit[kafka]'")
+    assert isinstance(info.value, ImportError)
+
+
+def test_a_missing_filesystem_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lakekit as lk
+
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'lakekit\[gcs\]'"):
+        lk.dataset("gs://bucket/events/")
+
+
+def test_a_broken_installed_package_is_not_reported_as_missing(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    (tmp_path / "lakekit_broken_pkg.py").write_text("import lakekit_not_there_either\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as info:
+        _deps.import_optional("lakekit_broken_pkg")
+    assert not isinstance(info.value, MissingDependencyError)
+    assert info.value.name == "lakekit_not_there_either"
