@@ -1,0 +1,72 @@
+"""The cost of ``import lakekit`` (issue 10): ``python -X importtime -c "import lakekit"``.
+
+Each round starts a fresh interpreter with ``-X importtime`` and reads the cumulative
+microseconds of the ``lakekit`` line (everything lakekit imports, itself included), and of
+the ``polars`` and ``pyarrow`` lines when they appear (they should not: the public names are
+imported lazily). ``import json`` in the same kind of fresh interpreter is the baseline, so a
+slow machine shows as a slow baseline. Pass ``--checkout DIR`` to measure another checkout
+(a git worktree of an older commit) side by side with this one, interleaved.
+
+Run: ``python benchmarks/bench_import.py [--rounds 40] [--checkout DIR]``; prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_times(code: str, checkout: Path) -> dict[str, int]:
+    """Cumulative import time (µs) per top-level module of one fresh ``python -c code``."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    out: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line.split(":", 1)[1].split("|"))
+        if not name.startswith(" ") and cumulative.isdigit():
+            out[name.strip()] = int(cumulative)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--checkout", type=Path, action="append", default=[],
+                    help="another checkout to measure beside this one (repeatable)")
+    args = ap.parse_args()
+    checkouts = [ROOT, *args.checkout]
+    lakekit: dict[Path, list[int]] = {c: [] for c in checkouts}
+    heavy: dict[Path, set[str]] = {c: set() for c in checkouts}
+    baseline: list[int] = []
+    for _ in range(args.rounds):
+        baseline.append(import_times("import json", ROOT).get("json", 0))
+        for checkout in checkouts:
+            times = import_times("import lakekit", checkout)
+            lakekit[checkout].append(times["lakekit"])
+            heavy[checkout] |= {m for m in ("polars", "pyarrow", "pandas", "deltalake",
+                                            "pandera", "fsspec") if m in times}
+    print(f"machine: {platform.node()} ({os.cpu_count()} cores), Python "
+          f"{platform.python_version()}, {args.rounds} fresh interpreters each\n")
+    print("| checkout | `import lakekit` median | p90 | heavy packages imported |")
+    print("|---|---:|---:|---|")
+    for checkout in checkouts:
+        samples = sorted(lakekit[checkout])
+        p90 = samples[int(0.9 * (len(samples) - 1))]
+        name = "this" if checkout == ROOT else str(checkout)
+        print(f"| {name} | {statistics.median(samples) / 1000:.1f} ms | {p90 / 1000:.1f} ms | "
+              f"{', '.join(sorted(heavy[checkout])) or 'none'} |")
+    print(f"| baseline `import json` | {statistics.median(baseline) / 1000:.1f} ms | | |")
+
+
+if __name__ == "__main__":
+    main()
