@@ -4,6 +4,7 @@ with no credential in any of them."""
 from __future__ import annotations
 
 import html.parser
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,6 +38,42 @@ class _Checker(html.parser.HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+
+
+class _Cells(html.parser.HTMLParser):
+    """The rows of every table: each cell as (alignment from its style, its text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[tuple[str, str]]] = []
+        self._cell: list[str] | None = None
+        self._align = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            style = dict(attrs).get("style") or ""
+            self._align = next((part.split(":", 1)[1] for part in style.split(";")
+                                if part.startswith("text-align:")), "")
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append((self._align, "".join(self._cell)))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _cells(markup: str) -> dict[str, list[tuple[str, str]]]:
+    """Each table row keyed by the text of its first cell."""
+    parser = _Cells()
+    parser.feed(markup)
+    parser.close()
+    return {r[0][1]: r for r in parser.rows if r}
 
 
 def _parse(markup: str) -> _Checker:
@@ -74,6 +111,9 @@ def test_dataset_repr_and_html(tmp_path: Path) -> None:
     assert view.seen["tr"] == 1 + 5  # header + one row per column
     for name in ("event_id", "user_id", "kind", "amount", "event_time"):
         assert name in body
+    rows = _cells(ds._repr_html_())
+    assert rows["column"] == [("left", "column"), ("left", "type")]
+    assert rows["user_id"] == [("left", "user_id"), ("left", "int64")]  # text left-aligned
 
 
 def test_table_repr_and_html(tmp_path: Path) -> None:
@@ -90,6 +130,11 @@ def test_table_repr_and_html(tmp_path: Path) -> None:
     assert "tags: clean=v0" in body
     assert "last 2 commit(s)" in body and "WRITE" in body
     assert view.seen["tr"] == (1 + 5) + (1 + 2)  # schema table + history table
+    rows = _cells(t._repr_html_())
+    assert rows["kind"][:2] == [("left", "kind"), ("left", "string")]
+    assert rows["version"][0] == ("right", "version")
+    assert rows["0"][0] == ("right", "0") and rows["0"][2] == ("left", "WRITE")
+    assert rows["0"][3] == ("left", "clean")
 
 
 def test_quality_report_repr_and_html(tmp_path: Path) -> None:
@@ -104,6 +149,38 @@ def test_quality_report_repr_and_html(tmp_path: Path) -> None:
     assert "FAIL" in body and "failure cases: 1 shown of 1" in body
     assert "#cf222e" in markup  # fail in red
     assert "#1a7f37" in markup  # pass in green
+    rows = _cells(markup)
+    assert [a for a, _ in rows["check"]] == ["left", "left", "right", "right", "left"]
+    name, _, observed, threshold, message = rows["freshness"]
+    assert name == ("left", "freshness") and message[0] == "left"  # text left-aligned
+    assert re.fullmatch(r"1m(0\ds)?", observed[1]), observed  # ~61 s old, not "61.064"
+    assert threshold == ("right", "max 1h")  # not "3600.0"
+    assert rows["schema"][2:4] == [("right", "1 failure"), ("right", "0 failures")]
+    assert rows["column"][0] == ("left", "column")  # failure cases: text left
+    assert rows["user_id"][2] == ("left", "-1") and rows["user_id"][3] == ("right", "4")
+
+
+def test_quality_report_html_speaks_human_units() -> None:
+    events = _events(30)
+    shown = {
+        (">= 1,000 rows", "max 1h, warn 30m"): lk.check(
+            events, volume=lk.Volume(min_rows=1000),
+            freshness=lk.Freshness(column="event_time", max_age="1h", warn_age="30m")),
+        ("<= 5,000 rows", "max 2d"): lk.check(
+            events, volume=lk.Volume(max_rows=5000),
+            freshness=lk.Freshness(column="event_time", max_age="2d")),
+        ("10\u20135,000 rows", "max 1h30m"): lk.check(
+            events, volume=lk.Volume(min_rows=10, max_rows=5000),
+            freshness=lk.Freshness(column="event_time", max_age="90m")),
+    }
+    for (volume, freshness), report in shown.items():
+        rows = _cells(report._repr_html_())
+        assert rows["volume"][2:4] == [("right", "30 rows"), ("right", volume)]
+        assert rows["freshness"][3] == ("right", freshness)
+        assert "min_rows" not in report._repr_html_()
+    # only the view changes: the data keeps its numbers
+    assert report.result("volume").to_dict()["threshold"] == {"min_rows": 10, "max_rows": 5000}
+    assert report.result("freshness").to_dict()["threshold"] == 5400.0
 
 
 @pytest.mark.s3
@@ -156,4 +233,6 @@ def test_sink_stats_repr_and_html() -> None:
     assert view.seen["tr"] == 1 + 2  # header + one row per partition
     assert "events[0]" in body and "1,961" in body
     assert "color:#9a6700'>12<" in markup  # a lagging partition stands out
+    rows = _cells(markup)
+    assert rows["events[1]"] == [("left", "events[1]"), ("right", "1,464"), ("right", "12")]
     assert repr(lk.SinkStats()).startswith("SinkStats(records_in=0,")

@@ -7,7 +7,6 @@ groups needed, in parallel, in a deterministic order.
 
 from __future__ import annotations
 
-import html
 import itertools
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ import pyarrow.dataset as pads
 from lakekit._deps import import_optional
 from lakekit.errors import ConfigError, FormatError
 from lakekit.io import delta as delta_source
+from lakekit.io._html import dataset_html
 from lakekit.io.discover import FileEntry, check_formats, discover
 from lakekit.io.filters import Filter, partition_expression, partition_schema, to_expression
 from lakekit.io.parquet import ParquetFiles, ReadUnit, filter_columns
@@ -122,17 +122,7 @@ class Dataset:
         )
 
     def _repr_html_(self) -> str:
-        schema = self.schema
-        rows = "".join(
-            f"<tr><td><code>{html.escape(f.name)}</code></td><td>{html.escape(str(f.type))}</td></tr>"
-            for f in schema
-        )
-        ver = f", version {self._version}" if self._version is not None else ""
-        return (
-            f"<div><b>lakekit.Dataset</b> <code>{html.escape(self._location.url)}</code><br>"
-            f"{self._format}{ver}, {len(self._entries)} file(s), {human_bytes(self.total_bytes)}"
-            f"<table><tr><th>column</th><th>type</th></tr>{rows}</table></div>"
-        )
+        return dataset_html(self)
 
     # -- reading -----------------------------------------------------------------------------
     def count_rows(self, filter: Filter = None) -> int:
@@ -566,22 +556,6 @@ class Dataset:
         unified = unify(schemas)
         extra = [f for f in self._partition_fields if f.name not in unified.names]
         return pa.schema([*unified, *extra], metadata=unified.metadata)
-
-
-def human_bytes(n: int) -> str:
-    """A byte count for people: ``"1.5 MiB"``.
-
-    Examples
-    --------
-    >>> human_bytes(1536 * 1024)
-    '1.5 MiB'
-    """
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} TiB"
 
 
 def _validate_filter(expr: pc.Expression, schema: pa.Schema) -> None:

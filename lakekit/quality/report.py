@@ -8,7 +8,6 @@ credential-free source labels only.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from lakekit.errors import ConfigError, QualityError
+from lakekit.quality._html import report_html
 
 if TYPE_CHECKING:
     import polars as pl
@@ -210,39 +210,7 @@ class QualityReport:
         return f"QualityReport({self.status!r}, source={self.source!r}, {checks or 'no checks'})"
 
     def _repr_html_(self) -> str:
-        colour = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e"}
-        rows = "".join(
-            f"<tr><td>{html.escape(r.name)}</td>"
-            f"<td style='color:{colour[r.status]};font-weight:bold'>{r.status}</td>"
-            f"<td>{html.escape(_short(r.observed))}</td><td>{html.escape(_short(r.threshold))}</td>"
-            f"<td>{html.escape(r.message)}</td></tr>"
-            for r in self.results
-        )
-        cases = ""
-        if self.failure_cases.height:
-            shown = self.failure_cases.head(20)
-            head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(_short(v))}</td>" for v in row) + "</tr>"
-                for row in shown.iter_rows()
-            )
-            cases = (
-                f"<details><summary>failure cases: {shown.height} shown of "
-                f"{self.failure_count}</summary><table><tr>{head}</tr>{body}</table></details>"
-            )
-        return (
-            f"<div><b>lakekit.QualityReport</b> "
-            f"<span style='color:{colour[self.status]};font-weight:bold'>"
-            f"{self.status.upper()}</span> <code>{html.escape(self.source)}</code>"
-            f"<table><tr><th>check</th><th>status</th><th>observed</th><th>threshold</th>"
-            f"<th>message</th></tr>{rows}</table>{cases}</div>"
-        )
-
-
-def _short(value: Any) -> str:
-    text = "" if value is None else json.dumps(_jsonable(value)) if isinstance(
-        value, (dict, list)) else str(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+        return report_html(self)
 
 
 def _jsonable(value: Any) -> Any:

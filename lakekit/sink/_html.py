@@ -1,13 +1,16 @@
 """Notebook views of the sink's :class:`~lakekit.SinkStats`: a one-line repr and an HTML table.
 
-Kept apart from ``lakekit/sink`` so the sink's modules stay about streaming; ``SinkStats``
-delegates its ``__repr__`` and ``_repr_html_`` here.
+Kept apart from the sink's streaming modules so they stay about streaming. The dependency
+is one-way: ``stats.py`` imports this module and its ``__repr__`` / ``_repr_html_`` call
+:func:`sink_stats_repr` / :func:`sink_stats_html`; this module imports ``SinkStats`` only for
+type checking.
 """
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
+
+from lakekit._html import coloured, esc, header_row, number_cell, row, text_cell
 
 if TYPE_CHECKING:
     from lakekit.sink.stats import SinkStats
@@ -33,24 +36,25 @@ def sink_stats_repr(stats: SinkStats) -> str:
 def sink_stats_html(stats: SinkStats) -> str:
     """A summary line, per-partition offsets and lag, and the last commit."""
     rate = stats.records_per_second
-    dead_colour = "#cf222e" if stats.dead_lettered else "#1a7f37"
     parts = "".join(
-        f"<tr><td><code>{html.escape(tp)}</code></td><td>{offset:,}</td>"
-        f"<td style='color:{'#9a6700' if stats.lag.get(tp) else '#1a7f37'}'>"
-        f"{stats.lag.get(tp, 0):,}</td></tr>"
+        row([text_cell(esc(tp), code=True), number_cell(f"{offset:,}"),
+             number_cell(coloured(f"{stats.lag.get(tp, 0):,}",
+                                  "warn" if stats.lag.get(tp) else "pass"))])
         for tp, offset in sorted(stats.offsets.items())
     )
-    last = (f"<br>last commit: {html.escape(str(stats.last_commit))}"
+    last = (f"<br>last commit: {esc(stats.last_commit)}"
             if stats.last_commit is not None else "")
     dropped = (f", {stats.dropped_on_rebalance:,} dropped on rebalance (re-read by their "
                "new owner)" if stats.dropped_on_rebalance else "")
+    dead = coloured(f"{stats.dead_lettered:,} dead-lettered",
+                    "fail" if stats.dead_lettered else "pass")
+    head = header_row(["partition", "committed offset", "lag"],
+                      numeric={"committed offset", "lag"})
     return (
         f"<div><b>lakekit.SinkStats</b><br>{stats.records_in:,} records in "
         f"({stats.bytes_in:,} bytes, {rate:,.0f}/s over {stats.elapsed_seconds:.1f}s), "
         f"{stats.rows_written:,} rows written in {stats.commits} commit(s), table "
-        f"{_v(stats.table_version)}; <span style='color:{dead_colour}'>"
-        f"{stats.dead_lettered:,} dead-lettered</span> (dead-letter table "
+        f"{_v(stats.table_version)}; {dead} (dead-letter table "
         f"{_v(stats.dead_letter_version)}){dropped}; {stats.rebalances} rebalance(s)"
-        f"<table><tr><th>partition</th><th>committed offset</th><th>lag</th></tr>{parts}</table>"
-        f"{last}</div>"
+        f"<table>{head}{parts}</table>{last}</div>"
     )

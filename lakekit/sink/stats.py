@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lakekit.sink._html import sink_stats_html, sink_stats_repr
+
 __all__ = ["CommitSummary", "SinkStats"]
 
 
@@ -108,11 +110,7 @@ class SinkStats:
                 f"{self.records_per_second:,.0f} records/s")
 
     def __repr__(self) -> str:
-        from lakekit.sink._html import sink_stats_repr
-
         return sink_stats_repr(self)
 
     def _repr_html_(self) -> str:
-        from lakekit.sink._html import sink_stats_html
-
         return sink_stats_html(self)

@@ -1,26 +1,27 @@
-"""The notebook view of a :class:`~lakekit.Table`: version, size, schema, tags, recent commits."""
+"""The notebook view of a :class:`~lakekit.Table`: version, size, schema, tags, recent commits.
+
+Kept beside ``table.py`` so that module stays about Delta; ``Table._repr_html_`` calls
+:func:`table_html`, which only imports ``Table`` for type checking (no import cycle).
+"""
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
+from lakekit._html import esc, header_row, human_bytes, number_cell, row, text_cell
 from lakekit.errors import LakekitError
 
 if TYPE_CHECKING:
-    from lakekit.tables import Table
-
-from lakekit.io.dataset import human_bytes
+    from lakekit.tables.table import Table
 
 __all__ = ["table_html"]
 
 _RECENT = 5
 
 
-
 def table_html(table: Table) -> str:
     """HTML for ``table._repr_html_``; never raises (an unreadable table says why)."""
-    head = f"<b>lakekit.Table</b> <code>{html.escape(table.uri)}</code>"
+    head = f"<b>lakekit.Table</b> <code>{esc(table.uri)}</code>"
     try:
         if not table.exists:
             return f"<div>{head}<br>no Delta table here yet (the first write creates it)</div>"
@@ -30,26 +31,27 @@ def table_html(table: Table) -> str:
         commits = table.history(limit=_RECENT)
         rows = ds.count_rows()
     except LakekitError as exc:
-        return f"<div>{head}<br>cannot be read: {html.escape(str(exc))}</div>"
+        return f"<div>{head}<br>cannot be read: {esc(exc)}</div>"
     by_version: dict[int, list[str]] = {}
     for name, version in sorted(tags.items()):
         by_version.setdefault(version, []).append(name)
     cols = "".join(
-        f"<tr><td><code>{html.escape(f.name)}</code></td><td>{html.escape(str(f.type))}</td>"
-        f"<td>{'partition' if f.name in parts else ''}</td></tr>"
+        row([text_cell(esc(f.name), code=True), text_cell(esc(f.type)),
+             text_cell("partition" if f.name in parts else "")])
         for f in schema
     )
     history = "".join(
-        f"<tr><td>{c.version}</td><td>{c.timestamp:%Y-%m-%d %H:%M:%S} UTC</td>"
-        f"<td>{html.escape(c.operation)}</td>"
-        f"<td>{html.escape(', '.join(by_version.get(c.version, [])))}</td></tr>"
+        row([number_cell(str(c.version)), text_cell(f"{c.timestamp:%Y-%m-%d %H:%M:%S} UTC"),
+             text_cell(esc(c.operation)),
+             text_cell(esc(", ".join(by_version.get(c.version, []))))])
         for c in commits
     )
-    tag_text = ", ".join(f"{html.escape(n)}=v{v}" for n, v in sorted(tags.items()))
+    tag_text = ", ".join(f"{esc(n)}=v{v}" for n, v in sorted(tags.items()))
     return (
         f"<div>{head}<br>version {ds.version}, {rows:,} rows in {len(ds.files)} file(s), "
         f"{human_bytes(ds.total_bytes)}" + (f"; tags: {tag_text}" if tag_text else "")
-        + f"<table><tr><th>column</th><th>type</th><th></th></tr>{cols}</table>"
-        f"<details><summary>last {len(commits)} commit(s)</summary><table><tr><th>version</th>"
-        f"<th>committed</th><th>operation</th><th>tags</th></tr>{history}</table></details></div>"
+        + f"<table>{header_row(['column', 'type', ''])}{cols}</table>"
+        f"<details><summary>last {len(commits)} commit(s)</summary><table>"
+        f"{header_row(['version', 'committed', 'operation', 'tags'], numeric={'version'})}"
+        f"{history}</table></details></div>"
     )

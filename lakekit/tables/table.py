@@ -34,6 +34,7 @@ from lakekit.errors import (
 )
 from lakekit.io.filters import Filter
 from lakekit.storage import Location, resolve, retry_call
+from lakekit.tables._html import table_html
 from lakekit.tables._inputs import (
     Source,
     as_arrow,
@@ -116,8 +117,6 @@ class Table:
         return f"Table({self._location.url!r})"
 
     def _repr_html_(self) -> str:
-        from lakekit.tables._html import table_html
-
         return table_html(self)
 
     # -- what it is --------------------------------------------------------------------------
