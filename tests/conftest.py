@@ -1,4 +1,5 @@
-"""Shared fixtures: real local servers (moto S3, a Tansu Kafka broker), started once per session."""
+"""Shared fixtures: real local servers (moto S3, a Tansu Kafka broker), started once per
+session; the CLI run in-process (``cli``); a throwaway Airflow installation (``airflow``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from _support.airflow import Airflow
+from _support.cli import Cli, CliResult, run_cli
 
 from lakekit.local_servers import KafkaBroker, S3Server, moto_s3_server, tansu_broker
 
@@ -36,3 +39,21 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     """A real Tansu Kafka-protocol broker (memory storage) on 127.0.0.1, on a free port."""
     with tansu_broker() as broker:
         yield broker
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``lakekit ARGV...`` in this process: ``code, out, err = cli("head", path)``."""
+
+    def run(*argv: str) -> CliResult:
+        return run_cli(capsys, *argv)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def airflow() -> type[Airflow]:
+    """Build an Airflow home: ``airflow(home, {"dag.py": source}, {"VAR": "value"})``, then
+    ``af("dags", "test", dag_id)``. Skips the test when Airflow is not installed."""
+    pytest.importorskip("airflow")
+    return Airflow

@@ -3,7 +3,6 @@ the Airflow DAG through Airflow itself (import into a DagBag, then `airflow dags
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from _support.airflow import Airflow
 
 import lakekit as lk
 
@@ -74,20 +74,13 @@ def test_quickstart_notebook(tmp_path: Path) -> None:
     assert not [o for o in outputs if o.output_type == "stream" and o.get("name") == "stderr"]
 
 
-def _airflow_env(tmp_path: Path, table: Path) -> dict[str, str]:
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    (home / "dags" / "nightly_quality_dag.py").write_text(
-        (EXAMPLES / "nightly_quality_dag.py").read_text())
-    return dict(
-        os.environ,
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        LAKEKIT_EVENTS_TABLE=str(table),
-        LAKEKIT_RESULTS_TABLE=str(tmp_path / "quality_history"),
-        LAKEKIT_SCHEMAS_DIR=str(ROOT / "schemas"),
+def _airflow(airflow: type[Airflow], tmp_path: Path, table: Path) -> Airflow:
+    return airflow(
+        tmp_path / "airflow",
+        {"nightly_quality_dag.py": (EXAMPLES / "nightly_quality_dag.py").read_text()},
+        {"LAKEKIT_EVENTS_TABLE": str(table),
+         "LAKEKIT_RESULTS_TABLE": str(tmp_path / "quality_history"),
+         "LAKEKIT_SCHEMAS_DIR": str(ROOT / "schemas")},
     )
 
 
@@ -102,8 +95,8 @@ def _fresh_events(path: Path, n: int = 50) -> None:
     }))
 
 
-def test_nightly_dag_imports_with_the_expected_structure(tmp_path: Path) -> None:
-    pytest.importorskip("airflow")
+def test_nightly_dag_imports_with_the_expected_structure(
+        airflow: type[Airflow], tmp_path: Path) -> None:
     code = (
         "from airflow.models import DagBag\n"
         "bag = DagBag(dag_folder=r'%s')\n"
@@ -114,8 +107,8 @@ def test_nightly_dag_imports_with_the_expected_structure(tmp_path: Path) -> None
         "print(sorted(dag.get_task('check_events').upstream_task_ids))\n"
         "print(dag.get_task('wait_for_events').mode, dag.get_task('wait_for_events').timeout)\n"
     ) % (EXAMPLES / "nightly_quality_dag.py")
-    env = _airflow_env(tmp_path, tmp_path / "events")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    af = _airflow(airflow, tmp_path, tmp_path / "events")
+    proc = subprocess.run([sys.executable, "-c", code], env=af.env, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     lines = proc.stdout.strip().splitlines()
@@ -126,19 +119,12 @@ def test_nightly_dag_imports_with_the_expected_structure(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_nightly_dag_runs_in_airflow(tmp_path: Path) -> None:
-    pytest.importorskip("airflow")
+def test_nightly_dag_runs_in_airflow(airflow: type[Airflow], tmp_path: Path) -> None:
     table = tmp_path / "events"
     _fresh_events(table)
-    env = _airflow_env(tmp_path, table)
-
-    def airflow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
-
-    migrate = airflow("db", "migrate")
-    assert migrate.returncode == 0, migrate.stdout[-3000:]
-    run = airflow("dags", "test", "nightly_events_quality")
+    af = _airflow(airflow, tmp_path, table)
+    af.migrate()
+    run = af("dags", "test", "nightly_events_quality")
     assert run.returncode == 0, run.stdout[-6000:]
     history = lk.load(tmp_path / "quality_history", output="polars")
     assert sorted(history["check"].to_list()) == ["freshness", "schema", "volume"]

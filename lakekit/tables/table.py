@@ -94,12 +94,17 @@ class Table:
 
     Examples
     --------
+    >>> import tempfile
     >>> import lakekit as lk, pyarrow as pa
-    >>> t = lk.Table("/tmp/lake/events")                     # doctest: +SKIP
-    >>> t.write(pa.table({"id": [1, 2]}))                     # doctest: +SKIP
+    >>> lake = tempfile.TemporaryDirectory()
+    >>> t = lk.Table(f"{lake.name}/events")
+    >>> t.write(pa.table({"id": [1, 2]}))
     0
-    >>> t.tag("v1"); t.read(tag="v1").num_rows                 # doctest: +SKIP
+    >>> t.tag("v1")
+    0
+    >>> t.read(tag="v1").num_rows
     2
+    >>> lake.cleanup()
     """
 
     def __init__(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _support.cli import Cli
 from deltalake import write_deltalake
 
 from lakekit.cli import main
@@ -30,14 +31,8 @@ def shards(tmp_path: Path) -> Path:
     return root
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_head_prints_the_first_rows(shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "head", str(shards), "-n", "3")
+def test_head_prints_the_first_rows(shards: Path, cli: Cli) -> None:
+    code, out, err = cli("head", str(shards), "-n", "3")
     assert code == 0 and err == ""
     assert "shape: (3, 3)" in out
     for value in ("user-0", "user-1", "user-2"):
@@ -45,8 +40,8 @@ def test_head_prints_the_first_rows(shards: Path, capsys: pytest.CaptureFixture[
     assert "user-3" not in out and "user-10" not in out
 
 
-def test_head_default_rows_and_columns(shards: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "head", str(shards), "--columns", "score, id")
+def test_head_default_rows_and_columns(shards: Path, cli: Cli) -> None:
+    code, out, _ = cli("head", str(shards), "--columns", "score, id")
     assert code == 0
     assert "shape: (10, 2)" in out  # 10 rows by default, in natural shard order
     assert "user" not in out
@@ -56,9 +51,8 @@ def test_head_default_rows_and_columns(shards: Path, capsys: pytest.CaptureFixtu
     assert not any("100" in line for line in lines)  # shard_10 is not reached
 
 
-def test_schema_prints_format_files_and_types(shards: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "schema", str(shards))
+def test_schema_prints_format_files_and_types(shards: Path, cli: Cli) -> None:
+    code, out, err = cli("schema", str(shards))
     assert code == 0 and err == ""
     assert out.splitlines() == [
         "parquet dataset, 3 file(s)",
@@ -69,41 +63,39 @@ def test_schema_prints_format_files_and_types(shards: Path,
 
 
 def test_head_and_schema_of_a_delta_table_and_a_format_override(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli: Cli
 ) -> None:
     write_deltalake(tmp_path / "t", pa.table({"k": [1, 2], "v": ["a", "b"]}))
-    code, out, _ = run(capsys, "schema", str(tmp_path / "t"))
+    code, out, _ = cli("schema", str(tmp_path / "t"))
     assert code == 0 and out.splitlines()[0] == "delta dataset, 1 file(s)"
-    code, out, _ = run(capsys, "head", str(tmp_path / "t"), "-n", "1", "--columns", "v")
+    code, out, _ = cli("head", str(tmp_path / "t"), "-n", "1", "--columns", "v")
     assert code == 0 and "shape: (1, 1)" in out
     (tmp_path / "data.txt").write_text("a,b\n1,x\n2,y\n")
-    code, out, _ = run(capsys, "schema", str(tmp_path / "data.txt"), "--format", "csv")
+    code, out, _ = cli("schema", str(tmp_path / "data.txt"), "--format", "csv")
     assert code == 0 and out.splitlines() == ["csv dataset, 1 file(s)", "  a: int64",
                                               "  b: string"]
 
 
 @pytest.mark.parametrize("command", ["head", "schema"])
-def test_missing_source_is_one_line_exit_2(tmp_path: Path, command: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_source_is_one_line_exit_2(tmp_path: Path, command: str, cli: Cli) -> None:
     missing = tmp_path / "nope"
-    code, out, err = run(capsys, command, str(missing))
+    code, out, err = cli(command, str(missing))
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"lakekit {command}: {missing}: not found"]
 
 
-def test_bad_input_errors_name_what_is_wrong(shards: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "head", str(shards), "--columns", "id,nope")
+def test_bad_input_errors_name_what_is_wrong(shards: Path, tmp_path: Path, cli: Cli) -> None:
+    code, _, err = cli("head", str(shards), "--columns", "id,nope")
     assert code == 2 and "'nope'" in err and "available: id, user, score" in err
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"definitely not parquet")
-    code, _, err = run(capsys, "head", str(bad))
+    code, _, err = cli("head", str(bad))
     assert code == 2 and str(bad) in err and "Traceback" not in err
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     pq.write_table(pa.table({"x": [1]}), mixed / "a.parquet")
     pq.write_table(pa.table({"x": ["one"]}), mixed / "b.parquet")
-    code, _, err = run(capsys, "schema", str(mixed))
+    code, _, err = cli("schema", str(mixed))
     assert code == 2
     assert str(mixed / "a.parquet") in err and str(mixed / "b.parquet") in err and "'x'" in err
 
@@ -120,7 +112,7 @@ def test_malformed_storage_option_is_a_usage_error(
 
 @pytest.mark.s3
 def test_s3_head_with_storage_options_never_prints_the_secret(
-    s3_bucket: str, s3_options: dict[str, object], capsys: pytest.CaptureFixture[str]
+    s3_bucket: str, s3_options: dict[str, object], cli: Cli
 ) -> None:
     import s3fs
 
@@ -132,13 +124,13 @@ def test_s3_head_with_storage_options_never_prints_the_secret(
             "--storage-option", f"AWS_SECRET_ACCESS_KEY={SECRET}",
             "--storage-option", f"AWS_ENDPOINT_URL={endpoint}",
             "--storage-option", "AWS_REGION=us-east-1"]
-    code, out, err = run(capsys, "head", f"s3://{s3_bucket}/cli", *opts)
+    code, out, err = cli("head", f"s3://{s3_bucket}/cli", *opts)
     assert code == 0 and "shape: (3, 1)" in out
-    code, out, err = run(capsys, "schema", f"s3://{s3_bucket}/cli/", *opts)
+    code, out, err = cli("schema", f"s3://{s3_bucket}/cli/", *opts)
     assert code == 0 and out.splitlines() == ["parquet dataset, 1 file(s)", "  id: int64"]
-    code, out, err = run(capsys, "head", f"s3://{s3_bucket}/missing", *opts)
+    code, out, err = cli("head", f"s3://{s3_bucket}/missing", *opts)
     assert code == 2 and f"s3://{s3_bucket}/missing" in err
-    code, out2, err2 = run(capsys, "head", f"s3://AKIACLITEST:{SECRET}@{s3_bucket}/cli", *opts)
+    code, out2, err2 = cli("head", f"s3://AKIACLITEST:{SECRET}@{s3_bucket}/cli", *opts)
     assert code == 2
     for text in (out, err, out2, err2):
         assert SECRET not in text and "AKIACLITEST" not in text

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from _support.cli import Cli
 from _support.data import SCHEMAS, events
 from deltalake import write_deltalake
 
 import lakekit as lk
-from lakekit.cli import main
 
 UTC = timezone.utc
 
@@ -26,36 +26,30 @@ def table(tmp_path: Path) -> str:
     return uri
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_check_pass_warn_fail_exit_statuses(table: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_pass_warn_fail_exit_statuses(table: str, cli: Cli) -> None:
     common = ["check", table, "--schema", "events", "--schemas-dir", str(SCHEMAS),
               "--freshness-column", "event_time"]
-    code, out, _ = run(capsys, *common, "--max-age", "1h", "--min-rows", "500")
+    code, out, _ = cli(*common, "--max-age", "1h", "--min-rows", "500")
     assert code == 0 and out.startswith("PASS")
-    code, out, _ = run(capsys, *common, "--max-age", "1h", "--warn-age", "30m")
+    code, out, _ = cli(*common, "--max-age", "1h", "--warn-age", "30m")
     assert code == 0 and out.startswith("WARN") and "[warn] freshness" in out
-    code, out, _ = run(capsys, *common, "--max-age", "30m")
+    code, out, _ = cli(*common, "--max-age", "30m")
     assert code == 1 and out.startswith("FAIL") and "[fail] freshness" in out
-    code, out, _ = run(capsys, "check", table, "--min-rows", "501")
+    code, out, _ = cli("check", table, "--min-rows", "501")
     assert code == 1 and "500 rows" in out
 
 
-def test_check_json_and_failure_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_json_and_failure_cases(tmp_path: Path, cli: Cli) -> None:
     uri = str(tmp_path / "bad")
     data = events(50, newest=datetime.now(UTC))
     write_deltalake(uri, data.set_column(2, "kind", pa.array(["oops"] * 50)))
-    code, out, _ = run(capsys, "check", uri, "--schema", str(SCHEMAS / "events.yaml"), "--json")
+    code, out, _ = cli("check", uri, "--schema", str(SCHEMAS / "events.yaml"), "--json")
     assert code == 1
     report = json.loads(out)
     assert report["status"] == "fail"
     assert report["failure_count"] == 50
     assert report["failure_cases"][0]["column"] == "kind"
-    code, out, _ = run(capsys, "check", uri, "--schema", str(SCHEMAS / "events.yaml"))
+    code, out, _ = cli("check", uri, "--schema", str(SCHEMAS / "events.yaml"))
     assert "failure cases (first 20 of 50)" in out and "oops" in out
 
 
@@ -67,9 +61,9 @@ def test_check_json_and_failure_cases(tmp_path: Path, capsys: pytest.CaptureFixt
     ([], "nothing to check"),
 ])
 def test_check_usage_config_and_access_errors_exit_2_with_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+        tmp_path: Path, cli: Cli, args: list[str], expected: str
 ) -> None:
-    code, out, err = run(capsys, "check", str(tmp_path / "missing"), "--schemas-dir",
+    code, out, err = cli("check", str(tmp_path / "missing"), "--schemas-dir",
                          str(SCHEMAS), *args)
     assert code == 2
     assert out == ""
@@ -78,10 +72,10 @@ def test_check_usage_config_and_access_errors_exit_2_with_one_line(
 
 
 def test_invalid_schema_file_exit_2_names_the_file(table: str, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   cli: Cli) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("columns:\n  a: [unclosed\n")
-    code, _, err = run(capsys, "check", table, "--schema", str(broken))
+    code, _, err = cli("check", table, "--schema", str(broken))
     assert code == 2
     assert str(broken) in err and "invalid YAML" in err and "line 3" in err
 
@@ -99,8 +93,8 @@ def test_console_script_runs_as_a_process(table: str) -> None:
 
 
 def test_schema_infer_writes_a_schema_the_data_passes(
-        table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "schema", "infer", table)
+        table: str, tmp_path: Path, cli: Cli) -> None:
+    code, out, _ = cli("schema", "infer", table)
     assert code == 0
     assert out.startswith("# pandera schema inferred by `lakekit schema infer`")
     path = tmp_path / "schemas" / "inferred.yaml"
@@ -110,5 +104,5 @@ def test_schema_infer_writes_a_schema_the_data_passes(
     bad = events(5, newest=datetime.now(UTC)).set_column(2, "kind", pa.array(["x"] * 5))
     assert lk.check(bad, str(path)).status == "fail"  # kind lengths were learnt (4-5)
 
-    code, out, _ = run(capsys, "schema", table)  # the arrow schema, as before
+    code, out, _ = cli("schema", table)  # the arrow schema, as before
     assert code == 0 and out.startswith("delta dataset") and "event_time: timestamp" in out

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _support.cli import Cli
 from _support.kafka import produce
 
 import lakekit as lk
@@ -17,15 +18,9 @@ SECRET = "s3cr3t-consumer-password"
 BASE = ["sink", "--topic", "t", "--bootstrap-servers", "127.0.0.1:1", "--group-id", "g"]
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = main([*BASE, *args])
-    return code, capsys.readouterr().err
-
-
-def test_unknown_consumer_option_is_named(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = run(capsys, "--table", str(tmp_path / "t"),
-                    "--consumer-option", "sesion_timeout_ms=6000")
+def test_unknown_consumer_option_is_named(tmp_path: Path, cli: Cli) -> None:
+    code, _, err = cli(*BASE, "--table", str(tmp_path / "t"),
+                       "--consumer-option", "sesion_timeout_ms=6000")
     assert code == 2
     assert "'sesion_timeout_ms' is not a kafka-python consumer setting" in err
     assert len(err.strip().splitlines()) == 1
@@ -37,9 +32,9 @@ def test_unknown_consumer_option_is_named(tmp_path: Path,
     (f"sasl_plain_password{SECRET}", "expects KEY=VALUE"),
 ])
 def test_malformed_consumer_options_are_usage_errors_without_their_values(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, expected: str
+    tmp_path: Path, cli: Cli, option: str, expected: str
 ) -> None:
-    code, err = run(capsys, "--table", str(tmp_path / "t"), "--consumer-option", option)
+    code, _, err = cli(*BASE, "--table", str(tmp_path / "t"), "--consumer-option", option)
     assert code == 2
     assert expected in err
     assert SECRET not in err and "soon" not in err and "maybe" not in err

@@ -1,6 +1,10 @@
 """The loaders on local disk, through the public API: sources, formats, shard order, hive
 partitions, pruning, filters, parallel reads, n_rows, streaming, schema unification, Delta,
-outputs and bad input."""
+outputs and bad input.
+
+What every format must do on every backend (schema, count_rows, outputs, pruning, DNF
+filters, n_rows, iter_batches, hive columns, missing and corrupt files) is in the contract
+suite, tests/io/contract.py; this file keeps what is particular to local disk and parquet."""
 
 from __future__ import annotations
 
@@ -514,14 +518,6 @@ def test_outputs_arrow_polars_pandas_agree(shards: Path) -> None:
         lk.load(shards, output="numpy")  # type: ignore[arg-type]
 
 
-def test_count_rows(shards: Path) -> None:
-    ds = lk.dataset(shards)
-    assert ds.count_rows() == 11
-    assert ds.count_rows(filter=[("flag", "=", True)]) == sum(
-        1 for r in ds.to_arrow().to_pylist() if r["flag"]
-    )
-
-
 def test_repr_and_html(shards: Path) -> None:
     ds = lk.dataset(shards)
     text = repr(ds)
@@ -595,7 +591,7 @@ def test_progress_bar_goes_to_stderr_only_when_asked(
     assert capsys.readouterr() == ("", "")
 
 
-# -- CSV and a JSONL smoke check ------------------------------------------------------------
+# -- CSV and TSV ----------------------------------------------------------------------------
 
 def test_csv_and_tsv_shards(tmp_path: Path) -> None:
     root = tmp_path / "csv"
@@ -619,12 +615,6 @@ def test_csv_and_tsv_shards(tmp_path: Path) -> None:
     assert lk.load(tmp_path / "t.tsv").to_pydict() == {"a": [1], "b": ["x"]}
     (tmp_path / "t.txt").write_text("a,b\n1,x\n")
     assert lk.load(tmp_path / "t.txt", format="csv").to_pydict() == {"a": [1], "b": ["x"]}
-
-
-def test_jsonl_smoke(tmp_path: Path) -> None:
-    (tmp_path / "a.jsonl").write_text('{"id": 1, "s": "x"}\n{"id": 2, "s": "y"}\n')
-    t = lk.load(tmp_path / "a.jsonl", columns=["id"])
-    assert t.to_pydict() == {"id": [1, 2]}
 
 
 # -- round trip -----------------------------------------------------------------------------

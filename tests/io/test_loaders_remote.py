@@ -1,5 +1,9 @@
 """The loaders on remote filesystems: ``memory://``, a user-written fsspec filesystem that
-counts every byte it serves (passed with ``filesystem=``), and S3 (a real moto server)."""
+counts every byte it serves (passed with ``filesystem=``), and S3 (a real moto server).
+
+The behaviour common to all formats and backends is in the contract suite
+(tests/io/contract.py, run on memory:// and S3 by tests/io/test_contract.py); this file
+keeps what is particular to remote reads: byte ranges, request counts, credentials."""
 
 from __future__ import annotations
 
@@ -74,20 +78,6 @@ def test_memory_directory_glob_and_list(mem: str) -> None:
     assert lk.load(f"{mem}/ev", columns=["user"], filter=[("id", ">", 100)]).to_pydict() == {
         "user": ["u3"]
     }
-
-
-def test_memory_hive_partitions(mem: str) -> None:
-    for day in (1, 2, 3):
-        put(f"{mem}/t/day={day}/part-0.parquet", events(2, day * 10))
-    t = lk.load(f"{mem}/t", filter=pc.field("day") >= 2, columns=["id", "day"])
-    assert t.to_pydict() == {"id": [20, 21, 30, 31], "day": [2, 2, 3, 3]}
-
-
-def test_memory_missing_path(mem: str) -> None:
-    with pytest.raises(FileNotFoundError) as info:
-        lk.load(f"{mem}/nothing/here.parquet")
-    assert isinstance(info.value, NotFoundError)
-    assert "nothing/here.parquet" in str(info.value)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

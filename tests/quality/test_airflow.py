@@ -8,18 +8,15 @@ mode). Task states, tries, reschedules and XComs are read back from Airflow's da
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from _support.airflow import Airflow
 from _support.data import SCHEMAS, events
 from deltalake import write_deltalake
 
@@ -63,55 +60,38 @@ DAGS = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     root = tmp_path_factory.mktemp("airflow")
-    (root / "dags").mkdir()
-    (root / "dags" / "lakekit_dags.py").write_text(DAGS)
     newest = datetime.now(timezone.utc) - timedelta(minutes=20)
     good = events(400, newest=newest)
     write_deltalake(str(root / "good"), good)
     user = np.arange(400) % 50
     user[[3, 77]] = -1
     write_deltalake(str(root / "bad"), good.set_column(1, "user_id", pa.array(user, pa.int64())))
-    env = dict(
-        os.environ,
-        AIRFLOW_HOME=str(root),
-        AIRFLOW__CORE__DAGS_FOLDER=str(root / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{root}/airflow.db",
-        LAKEKIT_TEST_ROOT=str(root),
-        LAKEKIT_TEST_SCHEMAS=str(SCHEMAS),
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                    os.environ.get("PYTHONPATH", "")]),
-    )
-    migrate = airflow(env, "db", "migrate")
-    assert migrate.returncode == 0, migrate.stdout[-3000:]
-    yield env
+    af = airflow(root, {"lakekit_dags.py": DAGS},
+                 {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS)})
+    af.migrate()
+    return af
 
 
-def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow", *args], env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
-
-
-def task_rows(env: dict[str, str], dag_id: str) -> dict[str, tuple[str, int, int]]:
-    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as db:
+def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
+    with sqlite3.connect(af.database) as db:
         rows = db.execute("select task_id, state, try_number, max_tries from task_instance "
                           "where dag_id = ?", (dag_id,)).fetchall()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: dict[str, str]) -> None:
-    run = airflow(airflow_home, "dags", "test", "lakekit_pass")
+def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow) -> None:
+    run = airflow_home("dags", "test", "lakekit_pass")
     assert run.returncode == 0, run.stdout[-5000:]
     states = task_rows(airflow_home, "lakekit_pass")
     assert {t: s[0] for t, s in states.items()} == {"wait": "success", "check": "success",
                                                     "dump": "success"}
-    pushed = json.loads((Path(airflow_home["LAKEKIT_TEST_ROOT"]) / "xcom.json").read_text())
+    pushed = json.loads((Path(airflow_home.env["LAKEKIT_TEST_ROOT"]) / "xcom.json").read_text())
     report = pushed["report"]
     assert pushed["returned"] == report
     assert report["status"] == "warn"  # 20 minutes old: over warn_age, within max_age
-    assert report["source"] == airflow_home["LAKEKIT_TEST_ROOT"] + "/good"  # templated
+    assert report["source"] == airflow_home.env["LAKEKIT_TEST_ROOT"] + "/good"  # templated
     by_name = {r["name"]: r for r in report["results"]}
     assert by_name["schema"]["status"] == "pass"
     assert by_name["freshness"]["threshold"] == 3600.0  # "{{ params.max_age }}" rendered
@@ -121,8 +101,8 @@ def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: dict[str
 
 
 def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
-        airflow_home: dict[str, str]) -> None:
-    run = airflow(airflow_home, "dags", "test", "lakekit_fail")
+        airflow_home: Airflow) -> None:
+    run = airflow_home("dags", "test", "lakekit_fail")
     assert run.returncode != 0
     states = task_rows(airflow_home, "lakekit_fail")
     state, tries, max_tries = states["check"]
@@ -130,7 +110,7 @@ def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
     assert "AirflowFailException" in run.stdout
     assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
     assert states["wait_stale"][0] == "failed"
-    with sqlite3.connect(Path(airflow_home["AIRFLOW_HOME"]) / "airflow.db") as db:
+    with sqlite3.connect(airflow_home.database) as db:
         xcom = db.execute("select value from xcom where dag_id = 'lakekit_fail' and "
                           "task_id = 'check' and key = 'report'").fetchone()
         reschedules = db.execute(
