@@ -6,6 +6,9 @@ time (``as_of``) or by a tag; ``restore`` makes a new version equal to an old on
 says what changed. Tags are stored with the table (see :mod:`lakekit.tables.tags`) and
 protect their versions from ``vacuum``.
 
+The methods here check their arguments and delegate; the bodies live in the modules
+beside this one (see :mod:`lakekit.tables`), so this file stays the readable API.
+
 On S3, deltalake commits with a conditional put (``If-None-Match: *``), so several
 processes may append to one table at once; see ``docs/tables.md`` for the settings.
 """
