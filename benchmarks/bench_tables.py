@@ -58,8 +58,8 @@ def build_tables(root: str, commits: int, options: dict[str, Any] | None) -> tup
     """The same commits twice: through lakekit (checkpoints) and with checkpoints off."""
     with_cp, without_cp = f"{root}/with_checkpoints", f"{root}/no_checkpoints"
     t = lk.Table(with_cp, storage_options=options)
-    delta_opts = t._location.delta_storage_options() or None  # the benchmark's own baseline
-    base_uri = lk.Table(without_cp, storage_options=options)._location.delta_uri()
+    delta_opts = t.location.delta_storage_options() or None  # the benchmark's own baseline
+    base_uri = lk.Table(without_cp, storage_options=options).location.delta_uri()
     no_cp = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
     t0 = time.perf_counter()
     write_deltalake(base_uri, batch(0, 10), storage_options=delta_opts,
@@ -86,7 +86,7 @@ def bench_time_travel(root: str, commits: int, repeat: int,
     def read_at(uri: str, v: int) -> Callable[[], Any]:
         return lambda: lk.Table(uri, storage_options=options).read(v)
 
-    probe = lk.Table(with_cp, storage_options=options)._location
+    probe = lk.Table(with_cp, storage_options=options).location
     engine_uri, engine_opts = probe.delta_uri(), probe.delta_storage_options() or None
 
     def engine_at(v: int) -> Callable[[], Any]:

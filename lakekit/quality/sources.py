@@ -207,7 +207,7 @@ def _table_location(obj: Any) -> Location | None:
 
     if not isinstance(obj, Table):
         return None
-    location = obj._location  # the Table's resolved location (credentials stay inside)
+    location = obj.location  # the Table's resolved location (credentials stay inside)
     return location
 
 

@@ -30,7 +30,7 @@ from lakekit.errors import (
     VersionNotFoundError,
 )
 from lakekit.storage import Location, is_transient
-from lakekit.tables.types import _STANDARD_KEYS
+from lakekit.tables.types import STANDARD_KEYS
 
 __all__ = [
     "Arrowish",
@@ -166,7 +166,7 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     for key in out:
         if not isinstance(key, str) or not key:
             raise ConfigError(f"metadata keys must be non-empty strings, got {key!r}")
-        if key in _STANDARD_KEYS:
+        if key in STANDARD_KEYS:
             raise ConfigError(
                 f"metadata key {key!r} is reserved by Delta Lake; choose another name"
             )

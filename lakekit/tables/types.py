@@ -10,7 +10,7 @@ from typing import Any
 __all__ = ["ColumnChange", "Commit", "CompactResult", "TableDiff", "VacuumResult"]
 
 # commitInfo keys Delta writers set themselves; everything else is the caller's metadata.
-_STANDARD_KEYS = frozenset({
+STANDARD_KEYS = frozenset({
     "timestamp", "operation", "operationParameters", "operationMetrics", "engineInfo",
     "clientVersion", "version", "readVersion", "isolationLevel", "isBlindAppend",
     "userId", "userName", "txnId", "inCommitTimestamp", "lakekit.write_id",
@@ -55,7 +55,7 @@ class Commit:
             operation=str(info.get("operation", "UNKNOWN")),
             parameters=dict(info.get("operationParameters") or {}),
             metrics=dict(info.get("operationMetrics") or {}),
-            metadata={k: v for k, v in info.items() if k not in _STANDARD_KEYS},
+            metadata={k: v for k, v in info.items() if k not in STANDARD_KEYS},
             write_id=info.get("lakekit.write_id"),
         )
 

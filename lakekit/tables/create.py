@@ -1,0 +1,114 @@
+"""Creating a table with its first write, safely when several writers race to do it.
+
+The first ``write`` or ``upsert`` at an empty location creates the table. A location that
+holds other files is refused (lakekit never mixes a table into them); files that look like
+a table another writer is creating right now are waited for. When two writers create the
+table at once, the Delta log's atomic first commit decides, and the loser writes again
+into the winner's table when its data can be replayed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from lakekit.errors import CommitConflictError, TableError
+from lakekit.storage import retry_call
+from lakekit.tables._delta import CHECKPOINT_INTERVAL, DeltaHandle, commit_properties, hooks
+from lakekit.tables._inputs import Source, delta_errors
+from lakekit.tables.history import read_history
+
+__all__ = ["create", "create_or_yield", "needs_create"]
+
+# While another writer creates the table: how many times to look again (0.25 s apart).
+CREATE_WAITS = 12
+_DELTA_FILE = re.compile(r"^(_delta_log|part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.\w+)?\.parquet)$")
+
+
+def needs_create(delta: DeltaHandle) -> bool:
+    """True when there is no table yet and the location is free to create one.
+
+    A location holding other files is a :class:`TableError`. Files that look like a
+    table another writer is creating right now (deltalake's ``part-...`` data files, a
+    ``_delta_log`` without a commit yet) are waited for, a bounded while; if no commit
+    appears (a slow creator, or one that crashed), this writer tries to create the table,
+    and the Delta log's atomic first commit decides between them.
+    """
+    if delta.loaded:
+        return False
+    delta_files_only = False
+    for _ in range(CREATE_WAITS):
+        if delta.exists():
+            return False
+        others = _foreign_entries(delta)
+        if not others:
+            return True
+        delta_files_only = all(_DELTA_FILE.match(name) for name in others)
+        if not delta_files_only:
+            break
+        time.sleep(0.25)
+    if delta.exists():
+        return False
+    if delta_files_only:
+        return True
+    raise TableError(
+        f"{delta.url} holds {len(others)} file(s) or folder(s) (e.g. {others[0]!r}) but "
+        "no Delta log (_delta_log): it is not a Delta table, and lakekit will not "
+        "create one mixed into existing files. Write to an empty location, or move "
+        "the files away."
+    )
+
+
+def _foreign_entries(delta: DeltaHandle) -> list[str]:
+    fs = delta.location.fs
+    path = delta.location.path.rstrip("/")
+    fs.invalidate_cache(path)
+
+    def listing() -> list[str]:
+        try:
+            if fs.isfile(path):
+                return [path]
+            return [str(p) for p in fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    entries = retry_call(listing, what=f"{delta.url}: listing")
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in entries)
+    return [n for n in names if n != "_lakekit"]
+
+
+def create_or_yield(delta: DeltaHandle, source: Source, mode: str, parts: list[str] | None,
+                    meta: dict[str, Any]) -> int | None:
+    """Create the table with this write; ``None`` when another writer created it first
+    and the data can be written again (then the caller writes into that table)."""
+    try:
+        return create(delta, source, mode, parts, meta)
+    except CommitConflictError:
+        if source.replayable and delta.exists():
+            return None
+        raise
+
+
+def create(delta: DeltaHandle, source: Source, mode: str, parts: list[str] | None,
+           meta: dict[str, Any]) -> int:
+    """Create the table with ``source`` as its first commit; returns that commit's version."""
+    from deltalake import write_deltalake
+
+    write_id = uuid.uuid4().hex
+    props = commit_properties({**meta, "lakekit.write_id": write_id})
+    with delta_errors(delta.location, "creating the table", source=source):
+        write_deltalake(delta.uri, source.data, mode=mode,  # type: ignore[call-overload]
+                        partition_by=parts, storage_options=delta.options,
+                        configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
+                        commit_properties=props, post_commithook_properties=hooks())
+    latest = int(delta.latest().version())
+    # Another process may have committed right after us: find our commit by its id.
+    for commit in read_history(delta.location, latest, 100):
+        if commit.write_id == write_id:
+            return commit.version
+    raise TableError(
+        f"{delta.url}: the table was created but lakekit cannot find its own commit among "
+        "the newest 100; read history() to see what happened"
+    )

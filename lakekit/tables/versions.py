@@ -1,0 +1,155 @@
+"""Time travel: which version a reference names, opening it, and restoring it.
+
+A version is named by number, by commit time (``as_of``: the last version committed at or
+before it) or by tag. Opening an old version checks that it exists and that ``vacuum`` has
+not removed its files, so a reader gets a clear :class:`VersionNotFoundError` rather than
+a missing-file error halfway through a read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from lakekit.errors import ConfigError, VersionNotFoundError
+from lakekit.tables._delta import DeltaHandle, commit_properties, file_paths, hooks
+from lakekit.tables._inputs import as_utc, as_version, check_metadata, delta_errors
+from lakekit.tables.history import read_history
+from lakekit.tables.tags import TagStore
+
+if TYPE_CHECKING:
+    from lakekit.io.dataset import Dataset
+
+__all__ = [
+    "VersionRef",
+    "open_dataset",
+    "ref_version",
+    "resolve_version",
+    "restore_version",
+    "version_as_of",
+]
+
+VersionRef = int | str
+
+
+def resolve_version(delta: DeltaHandle, tags: TagStore, version: int | None,
+                    as_of: datetime | date | str | None, tag: str | None) -> int | None:
+    """The version named by at most one of ``version``, ``as_of``, ``tag``; None if none."""
+    given = [x is not None for x in (version, as_of, tag)]
+    if sum(given) > 1:
+        raise ConfigError("give at most one of version=, as_of= and tag=")
+    if version is not None:
+        return as_version(version)
+    if tag is not None:
+        return tags.get(tag).version
+    if as_of is not None:
+        return version_as_of(delta, as_of)
+    return None
+
+
+def ref_version(tags: TagStore, reference: VersionRef) -> int:
+    """The version a number, a string of digits or a tag name names."""
+    if isinstance(reference, str) and not reference.isdigit():
+        return tags.get(reference).version
+    return as_version(int(reference))
+
+
+def version_as_of(delta: DeltaHandle, when: datetime | date | str) -> int:
+    """The last version committed at or before ``when``.
+
+    A binary search over commit times (one small read per probe, about log2(versions)
+    in all), as Delta commit times increase with versions; when a probed commit file
+    is missing (log retention), every remaining commit is read instead.
+    """
+    moment = as_utc(when)
+    last = int(delta.latest().version())
+    cache: dict[int, datetime | None] = {}
+
+    def time_of(v: int) -> datetime | None:
+        if v not in cache:
+            found = read_history(delta.location, v, 1)
+            cache[v] = found[0].timestamp if found and found[0].version == v else None
+        return cache[v]
+
+    lo, hi = 0, last
+    t_lo, t_hi = time_of(lo), time_of(hi)
+    if t_lo is None or t_hi is None:
+        return _version_as_of_scan(delta, moment)
+    if t_hi <= moment:
+        return last
+    if t_lo > moment:
+        raise _before_first(delta, moment, lo, t_lo)
+    while hi - lo > 1:  # invariant: time(lo) <= moment < time(hi)
+        mid = (lo + hi) // 2
+        t_mid = time_of(mid)
+        if t_mid is None:
+            return _version_as_of_scan(delta, moment)
+        if t_mid <= moment:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _version_as_of_scan(delta: DeltaHandle, moment: datetime) -> int:
+    commits = read_history(delta.location, int(delta.latest().version()))
+    before = [c for c in commits if c.timestamp <= moment]
+    if not before:
+        first = min(commits, key=lambda c: c.version)
+        raise _before_first(delta, moment, first.version, first.timestamp)
+    return max(c.version for c in before)
+
+
+def _before_first(delta: DeltaHandle, moment: datetime, version: int,
+                  at: datetime) -> VersionNotFoundError:
+    return VersionNotFoundError(
+        f"{delta.url}: no version was committed at or before {moment.isoformat()}; "
+        f"the first readable commit (version {version}) is at {at.isoformat()}"
+    )
+
+
+def open_dataset(delta: DeltaHandle, target: int | None, *, source: str,
+                 storage_options: dict[str, Any] | None) -> Dataset:
+    """A Dataset over version ``target`` (latest when None) of the table at ``source``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakekit.io.dataset import dataset
+
+    if target is None:
+        return dataset(source, format="delta", storage_options=storage_options)
+    # An older version: load it and the latest log at once (the latest tells whether
+    # the version exists and which of its files vacuum may have removed).
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(delta.latest)
+        try:
+            ds = dataset(source, format="delta", version=target,
+                         storage_options=storage_options)
+        except VersionNotFoundError:
+            delta.check_exists(target, int(pending.result().version()))
+            raise
+        latest = pending.result()
+    last = int(latest.version())
+    delta.check_exists(target, last)
+    if target != last:
+        location = delta.location
+        root = location.url_of(location.path.rstrip("/")) + "/"
+        mine = {f[len(root):] if f.startswith(root) else f for f in ds.files}
+        delta.check_files(target, mine - file_paths(latest))
+    return ds
+
+
+def restore_version(delta: DeltaHandle, target: int, *, tag: str | None,
+                    metadata: Mapping[str, Any] | None) -> int:
+    """Commit a new version equal to ``target`` (``tag``: the name it was given by)."""
+    latest = delta.latest()
+    delta.check_readable(target, latest)
+    last = int(latest.version())
+    if target == last:
+        return last
+    meta = check_metadata(metadata)
+    meta.setdefault("lakekit.restored_from", f"tag {tag}" if tag else f"version {target}")
+    with delta_errors(delta.location, f"restore to version {target}", version=target):
+        latest.restore(target, commit_properties=commit_properties(meta),
+                       post_commithook_properties=hooks())
+    return int(latest.version())
