@@ -4,11 +4,20 @@ The consume loop (this module) fills a :class:`~lakekit.sink.buffer.BatchBuffer`
 buffer becomes a job for one commit thread, which decodes it in bulk, validates it and
 commits it with :func:`~lakekit.sink.commit.commit_batch` while the loop keeps
 consuming into the next buffer. At most one job runs at a time and the next one waits
-for it, so commits are ordered and memory is bounded by about two batches.
+for it, so commits are ordered and memory is bounded by about two batches. The job is
+:func:`~lakekit.sink.prepare.commit_job`, a function of what that thread may touch; the
+consumer's settings, connection, offsets for monitoring and signal handlers are in
+:mod:`lakekit.sink.consumer`.
 
 Offsets live in the table (Delta ``txn`` actions, one app id per topic-partition): on
 every partition assignment the sink seeks to the offset after the table's. Offsets are
 also committed to Kafka after each Delta commit, but only for lag monitoring.
+
+Why this module is over 500 lines: it keeps the public class (with its long parameter
+documentation), the loop with its batching policy, and the rebalance handlers together,
+because they share one set of loop-thread state (the buffer, the partitions owned and
+the offsets expected of them, the job in flight); splitting them would spread that
+state's invariants over several modules.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from lakekit.sink.deadletter import default_dead_letter_uri
 from lakekit.sink.decode import Decoder, make_decoder
 from lakekit.sink.memory import prompt_arrow_pool, tune_malloc
 from lakekit.sink.prepare import HeldBytes, JobContext, JobResult, app_id, commit_job
-from lakekit.sink.stats import CommitSummary, SinkStats, tp_name
+from lakekit.sink.stats import SinkStats, tp_name
 from lakekit.sink.validate import resolve_sink_schema
 from lakekit.storage import retry_call
 
@@ -478,15 +487,7 @@ class KafkaDeltaSink:
             high = self._consumer.highwater(kafka_tp)
             if high is not None:
                 lag[tp_name(*tp)] = max(0, int(high) - out.committed[tp] - 1)
-        summary = CommitSummary(
-            version=out.version, dead_letter_version=out.dead_letter_version,
-            records=result.records, rows_written=out.rows_written,
-            dead_lettered=out.dead_lettered, dead_letter_skipped=out.dead_letter_skipped,
-            offsets={tp_name(*tp): v for tp, v in out.committed.items()}, lag=lag,
-            lost={tp_name(*tp): v for tp, v in out.lost.items()},
-            decode_seconds=result.decode_seconds, commit_seconds=result.commit_seconds,
-            attempts=out.attempts, reason=result.reason,
-        )
+        summary = result.summary(lag)
         log.info("%s", summary)
         with self._lock:
             s = self._stats

@@ -32,6 +32,7 @@ from lakekit.sink.commit import (
 from lakekit.sink.deadletter import dead_letter_rows
 from lakekit.sink.decode import Decoder, RowError
 from lakekit.sink.memory import return_free_memory
+from lakekit.sink.stats import CommitSummary, tp_name
 from lakekit.sink.validate import SinkSchema, validate_rows
 
 __all__ = [
@@ -104,6 +105,19 @@ class JobResult:
     reason: str
     partitions: list[TopicPartitionKey]
     counts: dict[TopicPartitionKey, int]
+
+    def summary(self, lag: dict[str, int]) -> CommitSummary:
+        """The commit's summary, with the ``lag`` the loop measured after it."""
+        out = self.outcome
+        return CommitSummary(
+            version=out.version, dead_letter_version=out.dead_letter_version,
+            records=self.records, rows_written=out.rows_written,
+            dead_lettered=out.dead_lettered, dead_letter_skipped=out.dead_letter_skipped,
+            offsets={tp_name(*tp): v for tp, v in out.committed.items()}, lag=lag,
+            lost={tp_name(*tp): v for tp, v in out.lost.items()},
+            decode_seconds=self.decode_seconds, commit_seconds=self.commit_seconds,
+            attempts=out.attempts, reason=self.reason,
+        )
 
 
 def commit_job(box: list[RawBatch], expected: dict[TopicPartitionKey, int | None],
