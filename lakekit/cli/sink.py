@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from lakekit._deps import import_optional
 from lakekit.cli.options import add_storage_option, byte_size, key_values, storage_options
-from lakekit.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -49,40 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_sink)
 
 
-def _consumer_options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as kafka-python settings, each typed like its default."""
-    import_optional("kafka", purpose="--consumer-option")
-    from kafka import KafkaConsumer
-
-    defaults = KafkaConsumer.DEFAULT_CONFIG
-    out: dict[str, Any] = {}
-    for key, text in key_values("--consumer-option", pairs):
-        key = key.strip().replace("-", "_")
-        if key not in defaults:
-            raise ConfigError(f"--consumer-option: {key!r} is not a kafka-python consumer "
-                              "setting (see kafka.KafkaConsumer's documentation)")
-        default = defaults[key]
-        value: Any = text
-        try:
-            if isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value = text.lower() in ("true", "1", "yes")
-            elif isinstance(default, int) or key.endswith(("_ms", "_bytes")):
-                value = int(text)
-            elif isinstance(default, float):
-                value = float(text)
-        except ValueError:
-            kind = "true or false" if isinstance(default, bool) else "a number"
-            raise ConfigError(f"--consumer-option {key} expects {kind}") from None
-        out[key] = value
-    return out
-
-
 def _cmd_sink(args: argparse.Namespace) -> int:
     import logging
 
     import lakekit as lk
+    from lakekit.sink.consumer import consumer_options
 
     log = logging.getLogger("lakekit.sink")
     if not log.handlers:
@@ -91,10 +58,11 @@ def _cmd_sink(args: argparse.Namespace) -> int:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     topics = [t.strip() for arg in args.topic for t in arg.split(",") if t.strip()]
+    storage = storage_options(args.storage_option)
+    consumer = consumer_options(key_values("--consumer-option", args.consumer_option))
     sink = lk.KafkaDeltaSink(
         topics, args.table, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id,
-        storage_options=storage_options(args.storage_option),
-        consumer_config=_consumer_options(args.consumer_option), decoder=args.decoder,
+        storage_options=storage, consumer_config=consumer, decoder=args.decoder,
         schema=args.schema, partition_by=args.partition_by, kafka_metadata=args.kafka_metadata,
         max_batch_rows=args.max_batch_rows, max_batch_bytes=args.max_batch_bytes,
         max_batch_seconds=args.max_batch_seconds, dead_letter_table=args.dead_letter_table,

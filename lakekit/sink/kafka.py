@@ -4,73 +4,59 @@ The consume loop (this module) fills a :class:`~lakekit.sink.buffer.BatchBuffer`
 buffer becomes a job for one commit thread, which decodes it in bulk, validates it and
 commits it with :func:`~lakekit.sink.commit.commit_batch` while the loop keeps
 consuming into the next buffer. At most one job runs at a time and the next one waits
-for it, so commits are ordered and memory is bounded by about two batches.
+for it, so commits are ordered and memory is bounded by about two batches. The job is
+:func:`~lakekit.sink.prepare.commit_job`, a function of what that thread may touch; the
+consumer's settings, connection, offsets for monitoring and signal handlers are in
+:mod:`lakekit.sink.consumer`.
 
 Offsets live in the table (Delta ``txn`` actions, one app id per topic-partition): on
 every partition assignment the sink seeks to the offset after the table's. Offsets are
 also committed to Kafka after each Delta commit, but only for lag monitoring.
+
+Why this module is over 500 lines: it keeps the public class (with its long parameter
+documentation), the loop with its batching policy, and the rebalance handlers together,
+because they share one set of loop-thread state (the buffer, the partitions owned and
+the offsets expected of them, the job in flight); splitting them would spread that
+state's invariants over several modules.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
-import numpy as np
-import pyarrow as pa
-
-from lakekit._deps import import_optional
-from lakekit.errors import BadRecordError, BrokerError, ConfigError
+from lakekit.errors import BrokerError, ConfigError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
-from lakekit.sink.commit import (
-    CommitOutcome,
-    CommitRequest,
-    DeltaTarget,
-    PartitionPlan,
-    commit_batch,
+from lakekit.sink.commit import DeltaTarget
+from lakekit.sink.consumer import (
+    commit_offsets,
+    connect,
+    install_signal_handlers,
+    restore_signal_handlers,
+    seek,
 )
-from lakekit.sink.deadletter import dead_letter_rows, default_dead_letter_uri
-from lakekit.sink.decode import Decoder, RowError, make_decoder
-from lakekit.sink.fetch import install_bulk_records
-from lakekit.sink.memory import prompt_arrow_pool, return_free_memory, tune_malloc
-from lakekit.sink.stats import CommitSummary, SinkStats, tp_name
-from lakekit.sink.validate import resolve_sink_schema, validate_rows
+from lakekit.sink.consumer import consumer_config as consumer_config_of
+from lakekit.sink.deadletter import default_dead_letter_uri
+from lakekit.sink.decode import Decoder, make_decoder
+from lakekit.sink.memory import prompt_arrow_pool, tune_malloc
+from lakekit.sink.prepare import HeldBytes, JobContext, JobResult, app_id, commit_job
+from lakekit.sink.stats import SinkStats, tp_name
+from lakekit.sink.validate import resolve_sink_schema
 from lakekit.storage import retry_call
 
 __all__ = ["KafkaDeltaSink"]
 
 log = logging.getLogger("lakekit.sink")
 
-_METADATA_FIELDS = [
-    pa.field("_kafka_topic", pa.string()),
-    pa.field("_kafka_partition", pa.int32()),
-    pa.field("_kafka_offset", pa.int64()),
-    pa.field("_kafka_timestamp", pa.timestamp("us", tz="UTC")),
-]
-_FORCED_CONSUMER_KEYS = ("bootstrap_servers", "group_id", "enable_auto_commit")
 _MAX_POLL_FAILURES = 10
 _FIRST_ASSIGNMENT_WAIT = 60.0
 _CLOSE_TIMEOUT_MS = 5000
-_DECODE_SLICE_BYTES = 4 << 20  # decode this much text at a time (bounds parser memory)
-
-
-@dataclass
-class _JobResult:
-    records: int
-    bytes: int
-    outcome: CommitOutcome
-    decode_seconds: float
-    commit_seconds: float
-    reason: str
-    partitions: list[TopicPartitionKey]
-    counts: dict[TopicPartitionKey, int]
 
 
 class KafkaDeltaSink:
@@ -171,12 +157,19 @@ class KafkaDeltaSink:
         if on_error == "dead_letter":
             self._dead = DeltaTarget(dead_letter_table or default_dead_letter_uri(table),
                                      storage_options)
-        self._decoder = make_decoder(decoder)
-        self._schema = resolve_sink_schema(schema)
-        self._consumer_config = self._build_consumer_config(consumer_config)
+        decode = make_decoder(decoder)
+        sink_schema = resolve_sink_schema(schema)
+        self._consumer_config = consumer_config_of(
+            consumer_config, bootstrap_servers=bootstrap_servers, group_id=group_id,
+            max_batch_bytes=self.max_batch_bytes)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._trim_memory = os.environ.get("LAKEKIT_SINK_MALLOC", "") != "default"
+        # all the commit thread may touch, besides each job's batch and expected offsets
+        self._job = JobContext(
+            main=self._main, dead=self._dead, decoder=decode, schema=sink_schema,
+            group_id=group_id, kafka_metadata=self.kafka_metadata, on_error=on_error,
+            trim_memory=self._trim_memory, held=HeldBytes())
         self._stats = SinkStats()
         self._reset_run_state()
 
@@ -217,9 +210,9 @@ class KafkaDeltaSink:
         >>> sink.committed_offset("events", 0)  # doctest: +SKIP
         41999
         """
-        app_id = self._app_id((topic, int(partition)))
+        app = app_id(self.group_id, (topic, int(partition)))
         target = DeltaTarget(self._main.location.url, self._main.location.secrets())
-        return retry_call(lambda: target.txn_versions([app_id])[app_id],
+        return retry_call(lambda: target.txn_versions([app])[app],
                           what=f"reading offsets from {self._main.url}")
 
     def stop(self) -> None:
@@ -261,11 +254,11 @@ class KafkaDeltaSink:
             return self._run(stop_after_idle, max_messages)
 
     def _run(self, stop_after_idle: float | None, max_messages: int | None) -> SinkStats:
-        consumer = self._connect()
+        consumer = connect(self._consumer_config)
         self._consumer = consumer
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakekit-sink-commit")
         self._executor = executor
-        old_handlers = self._install_signal_handlers()
+        old_handlers = install_signal_handlers(self._stop)
         self._started = time.monotonic()
         self._running = True
         clean = False
@@ -280,7 +273,7 @@ class KafkaDeltaSink:
             clean = True
         finally:
             self._running = False
-            self._restore_signal_handlers(old_handlers)
+            restore_signal_handlers(old_handlers)
             if not clean:
                 self._drain_quietly()
             executor.shutdown(wait=True)
@@ -306,9 +299,9 @@ class KafkaDeltaSink:
         self._owned: set[TopicPartitionKey] = set()
         self._kafka_tps: dict[TopicPartitionKey, Any] = {}
         self._kafka_pending: dict[TopicPartitionKey, int] = {}
-        self._future: Future[_JobResult] | None = None
+        self._future: Future[JobResult] | None = None
         self._inflight: RawBatch | None = None
-        self._decoded_bytes = 0  # decoded rows the commit thread holds (it writes, we read)
+        self._job.held.value = 0  # decoded rows the commit thread holds (it writes, we read)
         self._pending_error: BaseException | None = None
         self._started = None
         self._running = False
@@ -316,67 +309,6 @@ class KafkaDeltaSink:
         self._last_activity = time.monotonic()
         self._consumer = None
         self._executor = None
-
-    def _build_consumer_config(self, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        config = dict(extra or {})
-        for key in _FORCED_CONSUMER_KEYS:
-            if key in config:
-                raise ConfigError(
-                    f"consumer_config may not set {key!r}: the sink sets it "
-                    "(offsets are committed in the Delta table, not by auto-commit)"
-                )
-        reset = config.setdefault("auto_offset_reset", "earliest")
-        if reset not in ("earliest", "latest"):
-            raise ConfigError(f"auto_offset_reset must be 'earliest' or 'latest', got {reset!r}")
-        config.setdefault("max_poll_records", 5000)
-        if "session_timeout_ms" in config:
-            config.setdefault("heartbeat_interval_ms",
-                              max(100, int(config["session_timeout_ms"]) // 4))
-        # one fetch is part of the memory bound: a 64 MiB batch gets 4 MiB fetches
-        config.setdefault("fetch_max_bytes",
-                          max(1 << 20, min(4 << 20, self.max_batch_bytes // 16)))
-        config.update(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
-                      enable_auto_commit=False)
-        return config
-
-    def _connect(self) -> Any:
-        import_optional("kafka", purpose="the Kafka sink")
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaConfigurationError, KafkaError
-
-        try:
-            # kafka-python retries the bootstrap with backoff for bootstrap_timeout_ms
-            consumer = KafkaConsumer(**self._consumer_config)
-        except KafkaConfigurationError as exc:
-            raise ConfigError(f"invalid consumer_config: {exc}") from None
-        except KafkaError as exc:
-            raise BrokerError(
-                f"no Kafka broker answered at {self.bootstrap_servers}: {exc}; check "
-                "bootstrap_servers and that the cluster is up"
-            ) from None
-        install_bulk_records(consumer, self._consumer_config)
-        return consumer
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handle(signum: int, frame: Any) -> None:
-            if self._stop.is_set():
-                raise KeyboardInterrupt  # a second signal: stop now, without flushing
-            log.info("received %s: flushing, committing and stopping",
-                     signal.Signals(signum).name)
-            self._stop.set()
-
-        old: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handle)
-        return old
-
-    @staticmethod
-    def _restore_signal_handlers(old: dict[int, Any]) -> None:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
     # --- the consume loop -----------------------------------------------------------------
 
@@ -442,11 +374,11 @@ class KafkaDeltaSink:
         decoded yet and the decoded rows it holds reach ``max_batch_bytes`` (so that at
         most that much data, plus one fetch, is held; the commit thread releases it part
         by part)."""
-        inflight, future = self._inflight, self._future
+        inflight, future, held = self._inflight, self._future, self._job.held
         start = time.monotonic()
         while (inflight is not None and future is not None and not future.done()
-               and inflight.held + self._decoded_bytes > 0
-               and self._buffer.nbytes + inflight.held + self._decoded_bytes
+               and inflight.held + held.value > 0
+               and self._buffer.nbytes + inflight.held + held.value
                >= self.max_batch_bytes):
             time.sleep(0.005)
         waited = time.monotonic() - start
@@ -515,7 +447,7 @@ class KafkaDeltaSink:
         assert self._executor is not None
         # the job takes the batch out of the list, so that the raw bytes can be freed as
         # soon as they are decoded (the executor keeps its arguments until the job ends)
-        self._future = self._executor.submit(self._job, [batch], expected, reason)
+        self._future = self._executor.submit(commit_job, [batch], expected, reason, self._job)
 
     def _collect(self, *, block: bool) -> None:
         """Apply the result of the finished job (waiting for it when ``block``)."""
@@ -535,144 +467,9 @@ class KafkaDeltaSink:
             except BaseException as exc:
                 log.debug("in-flight commit failed while stopping: %s", exc)
 
-    def _job(self, box: list[RawBatch], expected: dict[TopicPartitionKey, int | None],
-             reason: str) -> _JobResult:
-        start = time.monotonic()
-        batch = box.pop()
-        nrecords, nbytes = len(batch), batch.nbytes
-        counts = dict(zip(batch.partitions, np.bincount(
-            batch.part_index, minlength=len(batch.partitions)).tolist(), strict=True))
-        request = self._prepare(batch, expected)
-        partitions = [p.tp for p in request.plans]
-        del batch  # the raw bytes are no longer needed
-        prepared = time.monotonic()
-        try:
-            outcome = commit_batch(self._main, self._dead, request)
-        finally:
-            request.close()
-            del request
-            self._decoded_bytes = 0
-            if self._trim_memory:
-                return_free_memory()
-        done = time.monotonic()
-        return _JobResult(nrecords, nbytes, outcome, prepared - start, done - prepared, reason,
-                          partitions, counts)
-
-    def _decode_schema(self) -> pa.Schema | None:
-        """The schema decoding starts from: the user's fields, then the table's."""
-        user = self._schema.arrow
-        if self._schema.extra == "ignore":
-            return user
-        self._main.refresh()
-        table = self._main.arrow_schema()
-        if table is None:
-            return user
-        fields = [f.with_nullable(True) for f in table if not f.name.startswith("_kafka_")]
-        names = {f.name for f in fields}
-        fields += [f for f in (user or []) if f.name not in names]
-        return pa.schema(fields)
-
-    def _prepare(self, batch: RawBatch, expected: dict[TopicPartitionKey, int | None]
-                 ) -> CommitRequest:
-        """Decode, validate and stage a batch (rows and dead letters), part by part: each
-        part's raw bytes are released, and its rows written to a data file, before the
-        next part is decoded."""
-        schema = self._decode_schema()
-        plans = []
-        last = batch.last_offsets()
-        for tp in batch.partitions:
-            plans.append(PartitionPlan(tp, self._app_id(tp), expected[tp], last[tp]))
-        request = CommitRequest(plans, self._main.stage(), create_schema=self._create_schema())
-        dead_part: list[np.ndarray] = []
-        dead_offsets: list[np.ndarray] = []
-        try:
-            for _, part in batch.slices(_DECODE_SLICE_BYTES):
-                table, rows, errors = self._decode_part(part, schema)
-                if errors and self.on_error == "fail":
-                    raise self._bad_record(part, errors)
-                if errors and self._dead is not None:
-                    if request.dead is None:
-                        request.dead = self._dead.stage()
-                    rows_dead, idx = dead_letter_rows(part, errors)
-                    request.dead.add(rows_dead, part.part_index[idx])
-                    dead_part.append(part.part_index[idx])
-                    dead_offsets.append(part.offsets[idx])
-                if table.num_columns:
-                    if self._schema.extra == "infer":
-                        schema = _fix_types(schema, table.schema)
-                    if self.kafka_metadata:
-                        table = self._with_metadata(table, part, rows)
-                    request.rows.add(table, part.part_index[rows])
-                self._decoded_bytes = request.held_bytes
-            request.rows.finish()
-            if request.dead is not None:
-                request.dead.finish()
-            self._decoded_bytes = request.held_bytes
-        except BaseException:
-            self._decoded_bytes = 0
-            request.close()
-            raise
-        if dead_part:
-            request.dead_part = np.concatenate(dead_part)
-            request.dead_offsets = np.concatenate(dead_offsets)
-        return request
-
-    @staticmethod
-    def _bad_record(part: RawBatch, errors: list[RowError]) -> BadRecordError:
-        first = errors[0]
-        topic, partition = part.partitions[int(part.part_index[first.index])]
-        return BadRecordError(
-            f"bad record in topic {topic!r} partition {partition} offset "
-            f"{int(part.offsets[first.index])}: {first.stage} failed: {first.error}"
-            + (f" ({len(errors)} bad records nearby)" if len(errors) > 1 else "")
-            + "; on_error='fail' stopped the sink and nothing of this batch was committed"
-        )
-
-    def _decode_part(self, part: RawBatch, schema: pa.Schema | None
-                     ) -> tuple[pa.Table, np.ndarray, list[RowError]]:
-        decoded = self._decoder.decode(part, schema, self._schema.extra)
-        table, rows, errors = decoded.table, decoded.rows, decoded.errors
-        if self._schema.pandera is not None and table.num_rows:
-            failures = validate_rows(table, self._schema.pandera)
-            if failures:
-                bad = np.zeros(table.num_rows, dtype=bool)
-                bad[list(failures)] = True
-                errors = errors + [RowError(int(rows[i]), "validate", msg)
-                                   for i, msg in failures.items()]
-                errors.sort(key=lambda e: e.index)
-                table = table.filter(pa.array(~bad))
-                rows = rows[~bad]
-        return table, rows, errors
-
-    def _create_schema(self) -> pa.Schema | None:
-        user = self._schema.arrow
-        if user is None:
-            return None
-        return pa.schema(list(user) + (_METADATA_FIELDS if self.kafka_metadata else []))
-
-    @staticmethod
-    def _with_metadata(table: pa.Table, batch: RawBatch, rows: np.ndarray) -> pa.Table:
-        part = batch.part_index[rows]
-        topics = pa.DictionaryArray.from_arrays(
-            pa.array(part, pa.int32()), pa.array([t for t, _ in batch.partitions])
-        ).cast(pa.string())
-        partitions = np.array([p for _, p in batch.partitions], dtype=np.int32)[part]
-        ts = batch.timestamps[rows]
-        stamps = pa.array(ts * 1000, pa.int64(), mask=ts < 0).cast(pa.timestamp("us", tz="UTC"))
-        columns = [topics, pa.array(partitions, pa.int32()),
-                   pa.array(batch.offsets[rows], pa.int64()), stamps]
-        for field, column in zip(_METADATA_FIELDS, columns, strict=True):
-            if field.name in table.column_names:
-                table = table.drop_columns([field.name])
-            table = table.append_column(field, column)
-        return table
-
-    def _app_id(self, tp: TopicPartitionKey) -> str:
-        return f"lakekit-sink/{self.group_id}/{tp[0]}/{tp[1]}"
-
     # --- results --------------------------------------------------------------------------
 
-    def _apply(self, result: _JobResult) -> None:
+    def _apply(self, result: JobResult) -> None:
         out = result.outcome
         for tp, last in out.committed.items():
             if tp in self._expected:
@@ -690,15 +487,7 @@ class KafkaDeltaSink:
             high = self._consumer.highwater(kafka_tp)
             if high is not None:
                 lag[tp_name(*tp)] = max(0, int(high) - out.committed[tp] - 1)
-        summary = CommitSummary(
-            version=out.version, dead_letter_version=out.dead_letter_version,
-            records=result.records, rows_written=out.rows_written,
-            dead_lettered=out.dead_lettered, dead_letter_skipped=out.dead_letter_skipped,
-            offsets={tp_name(*tp): v for tp, v in out.committed.items()}, lag=lag,
-            lost={tp_name(*tp): v for tp, v in out.lost.items()},
-            decode_seconds=result.decode_seconds, commit_seconds=result.commit_seconds,
-            attempts=out.attempts, reason=result.reason,
-        )
+        summary = result.summary(lag)
         log.info("%s", summary)
         with self._lock:
             s = self._stats
@@ -735,32 +524,17 @@ class KafkaDeltaSink:
             from kafka import TopicPartition
 
             kafka_tp = self._kafka_tps[tp] = TopicPartition(*tp)
-        if version is not None:
-            self._consumer.seek(kafka_tp, version + 1)
-        elif self._consumer_config["auto_offset_reset"] == "latest":
-            self._consumer.seek_to_end(kafka_tp)
-        else:
-            self._consumer.seek_to_beginning(kafka_tp)
+        seek(self._consumer, kafka_tp, version,
+             auto_offset_reset=self._consumer_config["auto_offset_reset"])
 
     def _commit_kafka_offsets(self, *, sync: bool) -> None:
         """Commit Delta-committed offsets to Kafka too, for lag monitoring only."""
         if not self._kafka_pending or self._consumer is None:
             return
-        from kafka.structs import OffsetAndMetadata
-
-        offsets = {self._kafka_tps[tp]: OffsetAndMetadata(last + 1, "", -1)
-                   for tp, last in self._kafka_pending.items()
-                   if tp in self._owned and tp in self._kafka_tps}
+        last = {self._kafka_tps[tp]: offset for tp, offset in self._kafka_pending.items()
+                if tp in self._owned and tp in self._kafka_tps}
         self._kafka_pending = {}
-        if not offsets:
-            return
-        try:
-            if sync:
-                self._consumer.commit(offsets)
-            else:
-                self._consumer.commit_async(offsets, callback=_log_commit_failure)
-        except Exception as exc:  # monitoring only: the table holds the real offsets
-            log.debug("committing offsets to Kafka failed (monitoring only): %s", exc)
+        commit_offsets(self._consumer, last, sync=sync)
 
     # --- rebalances (called by kafka-python inside poll) ----------------------------------
 
@@ -793,14 +567,14 @@ class KafkaDeltaSink:
         keys = [(tp.topic, tp.partition) for tp in assigned]
         for tp in assigned:
             self._kafka_tps[(tp.topic, tp.partition)] = tp
-        apps = {self._app_id(k): k for k in keys}
+        apps = {app_id(self.group_id, k): k for k in keys}
         versions = retry_call(lambda: self._main.txn_versions(apps),
                               what=f"reading offsets from {self._main.url}")
         self._buffer.drop(self._buffer.partitions())  # empty after a revocation; be sure
         self._owned = set(keys)
         self._expected = {}
-        for app_id, key in apps.items():
-            version = versions[app_id]
+        for app, key in apps.items():
+            version = versions[app]
             self._expected[key] = version
             self._seek(key, version)
         self._assigned_once = True
@@ -811,21 +585,6 @@ class KafkaDeltaSink:
             f"{tp_name(*k)} from " + (str(v + 1) if (v := self._expected[k]) is not None
                                       else self._consumer_config["auto_offset_reset"])
             for k in sorted(keys)) or "none")
-
-
-def _fix_types(schema: pa.Schema | None, seen: pa.Schema) -> pa.Schema:
-    """``schema`` plus the fields first seen in ``seen`` (their types fixed from now on)."""
-    fields = list(schema) if schema is not None else []
-    names = {f.name for f in fields}
-    fields += [f.with_nullable(True) for f in seen
-               if f.name not in names and not f.name.startswith("_kafka_")
-               and not pa.types.is_null(f.type)]
-    return pa.schema(fields)
-
-
-def _log_commit_failure(offsets: Any, response: Any) -> None:
-    if isinstance(response, BaseException):
-        log.debug("committing offsets to Kafka failed (monitoring only): %s", response)
 
 
 def _listener(sink: KafkaDeltaSink) -> Any:

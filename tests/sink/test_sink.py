@@ -404,7 +404,7 @@ def test_sink_to_s3_keeps_secrets_out_of_reprs_and_logs(
 
 
 def test_sinks_share_one_prompt_arrow_pool_and_the_last_restores_it() -> None:
-    from lakekit.sink.kafka import prompt_arrow_pool
+    from lakekit.sink.memory import prompt_arrow_pool
 
     before = pa.default_memory_pool().backend_name
     first, second = prompt_arrow_pool(), prompt_arrow_pool()
