@@ -13,7 +13,7 @@ Offsets live in the table (Delta ``txn`` actions, one app id per topic-partition
 every partition assignment the sink seeks to the offset after the table's. Offsets are
 also committed to Kafka after each Delta commit, but only for lag monitoring.
 
-Why this module is over 500 lines: it keeps the public class (with its long parameter
+Longer than 500 lines because it keeps the public class (with its long parameter
 documentation), the loop with its batching policy, and the rebalance handlers together,
 because they share one set of loop-thread state (the buffer, the partitions owned and
 the offsets expected of them, the job in flight); splitting them would spread that
