@@ -149,6 +149,7 @@ class Dataset:
     def to_arrow(
         self,
         columns: Sequence[str] | None = None,
+        *,
         filter: Filter = None,
         n_rows: int | None = None,
         workers: int | None = None,
@@ -206,6 +207,7 @@ class Dataset:
     def to_polars(
         self,
         columns: Sequence[str] | None = None,
+        *,
         filter: Filter = None,
         n_rows: int | None = None,
         workers: int | None = None,
@@ -214,12 +216,15 @@ class Dataset:
         """Read into a ``polars.DataFrame`` (see :meth:`to_arrow`)."""
         import polars as pl
 
-        table = self.to_arrow(columns, filter, n_rows, workers, progress)
+        table = self.to_arrow(
+            columns, filter=filter, n_rows=n_rows, workers=workers, progress=progress
+        )
         return pl.from_arrow(table, rechunk=False)  # type: ignore[return-value]
 
     def to_pandas(
         self,
         columns: Sequence[str] | None = None,
+        *,
         filter: Filter = None,
         n_rows: int | None = None,
         workers: int | None = None,
@@ -227,11 +232,14 @@ class Dataset:
     ) -> pandas.DataFrame:
         """Read into a ``pandas.DataFrame`` (see :meth:`to_arrow`)."""
         import_optional("pandas", purpose="to_pandas()")
-        return self.to_arrow(columns, filter, n_rows, workers, progress).to_pandas()
+        return self.to_arrow(
+            columns, filter=filter, n_rows=n_rows, workers=workers, progress=progress
+        ).to_pandas()
 
     def iter_batches(
         self,
         columns: Sequence[str] | None = None,
+        *,
         filter: Filter = None,
         batch_size: int = 65_536,
         workers: int | None = None,
@@ -258,13 +266,17 @@ class Dataset:
             yield from table.to_batches(max_chunksize=batch_size)
 
     def to_batch_reader(
-        self, columns: Sequence[str] | None = None, filter: Filter = None, batch_size: int = 65_536
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        filter: Filter = None,
+        batch_size: int = 65_536,
     ) -> pa.RecordBatchReader:
         """A ``pyarrow.RecordBatchReader`` over :meth:`iter_batches`."""
         columns = self._check_columns(columns)
         schema = self.schema.empty_table().select(columns).schema
         return pa.RecordBatchReader.from_batches(
-            schema, self.iter_batches(columns, filter, batch_size)
+            schema, self.iter_batches(columns, filter=filter, batch_size=batch_size)
         )
 
     # -- internals ---------------------------------------------------------------------------
@@ -397,10 +409,10 @@ def dataset(
 def load(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     columns: Sequence[str] | None = None,
+    *,
     filter: Filter = None,
     n_rows: int | None = None,
     output: Literal["arrow", "polars", "pandas"] = "arrow",
-    *,
     workers: int | None = None,
     progress: bool | None = None,
     **dataset_kwargs: Any,
@@ -419,4 +431,6 @@ def load(
     readers = {"arrow": ds.to_arrow, "polars": ds.to_polars, "pandas": ds.to_pandas}
     if output not in readers:
         raise ConfigError(f"output must be 'arrow', 'polars' or 'pandas'; got {output!r}")
-    return readers[output](columns, filter, n_rows, workers, progress)
+    return readers[output](
+        columns, filter=filter, n_rows=n_rows, workers=workers, progress=progress
+    )
