@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 
 from lakekit.cli.options import add_storage_option, storage_options
+from lakekit.io.formats import FORMAT_NAMES
 
 __all__ = ["register"]
-
-FORMATS = ["parquet", "jsonl", "csv", "delta"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     head.add_argument("source")
     head.add_argument("-n", type=int, default=10, help="number of rows (default 10)")
     head.add_argument("--columns", default=None, help="comma-separated columns")
-    head.add_argument("--format", default=None, choices=FORMATS)
+    head.add_argument("--format", default=None, choices=FORMAT_NAMES)
     add_storage_option(head)
     head.set_defaults(handler=_cmd_head)
 
     schema = sub.add_parser("schema", help="print the schema of a dataset")
     schema.add_argument("source")
-    schema.add_argument("--format", default=None, choices=FORMATS)
+    schema.add_argument("--format", default=None, choices=FORMAT_NAMES)
     add_storage_option(schema)
     schema.set_defaults(handler=_cmd_schema)
 

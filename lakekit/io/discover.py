@@ -2,7 +2,8 @@
 
 Order is natural (``shard_2`` before ``shard_10``) and deterministic; hidden and
 underscore files (``_SUCCESS``, ``.crc``, ``_delta_log``) are skipped; hive
-``key=value/`` directories become partition values.
+``key=value/`` directories become partition values. Which format the files are is told
+by :mod:`lakekit.io.formats`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakekit.errors import ConfigError, NotFoundError
-from lakekit.storage import Location, retry_call
+from lakekit.io.pipeline import ordered_map
+from lakekit.storage import Location, default_workers, retry_call
 
-__all__ = ["FileEntry", "discover", "format_of", "natural_key"]
+__all__ = ["FileEntry", "discover", "natural_key"]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"(\d+)")
-
-_EXTENSIONS: dict[str, str] = {
-    ".parquet": "parquet", ".parq": "parquet", ".pq": "parquet",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".csv": "csv", ".tsv": "csv",
-}
-_COMPRESSIONS = (".gz", ".zst", ".zstd")
 
 
 @dataclass(frozen=True)
@@ -46,17 +41,6 @@ def natural_key(path: str) -> tuple[tuple[int, int | str], ...]:
     ['s_1', 's_2', 's_10']
     """
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(path) if p)
-
-
-def format_of(path: str) -> str | None:
-    """The format a file's extension implies, compression suffixes ignored."""
-    name = path.rsplit("/", 1)[-1].lower()
-    for comp in _COMPRESSIONS:
-        if name.endswith(comp):
-            name = name[: -len(comp)]
-            break
-    dot = name.rfind(".")
-    return _EXTENSIONS.get(name[dot:]) if dot >= 0 else None
 
 
 def _is_hidden(relative: str) -> bool:
@@ -90,9 +74,6 @@ def discover(
     from each source are ordered naturally; sources keep the order they were given in.
     A missing path raises :class:`NotFoundError`.
     """
-    from lakekit.io.pipeline import ordered_map
-    from lakekit.storage import default_workers
-
     groups = ordered_map(
         lambda s: _expand(location, s, partitioning),
         sources,
@@ -181,19 +162,3 @@ def _relative(path: str, base: str) -> str:
         return path.rsplit("/", 1)[-1]
     return path.lstrip("/")
 
-
-def check_formats(entries: Sequence[FileEntry], location: Location) -> str:
-    """The single format of ``entries`` inferred from extensions, or a clear error."""
-    formats = {format_of(e.path) for e in entries}
-    if None in formats:
-        odd = next(e.path for e in entries if format_of(e.path) is None)
-        raise ConfigError(
-            f"{location.url_of(odd)}: cannot tell the format from the extension; "
-            "pass format='parquet' | 'jsonl' | 'csv'"
-        )
-    if len(formats) > 1:
-        raise ConfigError(
-            f"files of several formats ({', '.join(sorted(f for f in formats if f))}) "
-            "in one dataset; select one with a glob or pass format="
-        )
-    return formats.pop()  # type: ignore[return-value]

@@ -14,7 +14,6 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from lakekit.errors import FormatError, LakekitError, SchemaMismatchError
 from lakekit.io.discover import FileEntry
+from lakekit.io.pipeline import shared_pool
 from lakekit.storage import Location, retry_call
 
 __all__ = ["FilePlan", "ParquetFiles", "ReadUnit", "SparseFile", "filter_columns"]
@@ -35,6 +35,7 @@ HOLE_MIN = 16 << 10  # always merge ranges closer than this
 HOLE_RATIO = 0.1  # ... or when the gap is under 10% of the merged bytes
 MAX_REQUEST = 64 << 20  # largest single merged request
 UNIT_BYTES = 64 << 20  # decoded bytes per read unit (a group of row groups)
+IO_THREADS = 64  # concurrent range requests on synchronous filesystems
 
 
 class SparseFile:
@@ -182,24 +183,12 @@ def fetch_ranges(fs: Any, path: str, ranges: Sequence[tuple[int, int]], *, url: 
 
         return retry_call(batch, what=url)
     return list(
-        _io_pool().map(
+        # leaf range requests on synchronous filesystems (never nested)
+        shared_pool("io", max_workers=IO_THREADS).map(
             lambda r: retry_call(lambda: fs.cat_file(path, start=r[0], end=r[1]), what=url),
             ranges,
         )
     )
-
-
-_IO_POOL: ThreadPoolExecutor | None = None
-_IO_POOL_LOCK = threading.Lock()
-
-
-def _io_pool() -> ThreadPoolExecutor:
-    """A shared pool for leaf range requests on synchronous filesystems (never nested)."""
-    global _IO_POOL
-    with _IO_POOL_LOCK:
-        if _IO_POOL is None:
-            _IO_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lakekit-io")
-        return _IO_POOL
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

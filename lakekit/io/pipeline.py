@@ -1,19 +1,46 @@
-"""An ordered, bounded parallel map: results come back in input order, at most ``window``
-tasks (and at most ``budget`` estimated bytes) are in flight, and stopping early cancels
-what has not started.
+"""Parallel reading: an ordered, bounded parallel map, and the process-wide thread pools.
+
+:func:`ordered_map` gives results back in input order, with at most ``window`` tasks (and at
+most ``budget`` estimated bytes) in flight; stopping early cancels what has not started.
+:func:`shared_pool` hands out long-lived pools created on first use, one per purpose (range
+requests of parquet reads, JSONL block parsing), so that every read shares them instead of
+each module keeping its own global and lock.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["ordered_map"]
+__all__ = ["ordered_map", "shared_pool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(name: str, *, max_workers: int) -> ThreadPoolExecutor:
+    """The process-wide pool for ``name``, created on first use (threads ``lakekit-<name>``).
+
+    ``max_workers`` applies when the pool is created; later calls get the same pool. Tasks
+    on a shared pool must not wait for other tasks of the same pool (no nesting).
+
+    Examples
+    --------
+    >>> shared_pool("doc", max_workers=2) is shared_pool("doc", max_workers=2)
+    True
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(name)
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"lakekit-{name}")
+            _POOLS[name] = pool
+        return pool
 
 
 def ordered_map(

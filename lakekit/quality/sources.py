@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from lakekit.errors import ConfigError, LakekitError, NotFoundError, StorageError
+from lakekit.io.formats import detect_table
 from lakekit.storage import Location, is_transient, resolve
 
 if TYPE_CHECKING:
@@ -149,9 +150,7 @@ def _open_delta(location: Location, version: int | None) -> Any:
 
 
 def _is_delta(location: Location) -> bool:
-    from lakekit.io.delta import is_delta_table
-
-    return is_delta_table(location)
+    return detect_table(location) is not None
 
 
 def _frame_label(kind: str, df: pl.DataFrame) -> str:

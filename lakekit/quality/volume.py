@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lakekit.errors import ConfigError
+from lakekit.io.formats import FORMATS
 from lakekit.quality.report import CheckResult, Status
 from lakekit.quality.sources import Source, guard
 
@@ -73,7 +74,7 @@ def row_count(source: Source) -> tuple[int, str]:
             return counted, "from the Delta log, no data file read"
     ds = source.dataset()
     rows = guard(ds.count_rows, what=source.label, redact=source.redact)
-    how = "from parquet footers" if ds.format in ("parquet", "delta") else "by a scan"
+    how = "from parquet footers" if FORMATS[ds.format].parquet_files else "by a scan"
     return int(rows), how
 
 

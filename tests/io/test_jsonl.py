@@ -432,14 +432,14 @@ def test_truncated_compressed_file_is_a_format_error(tmp_path: Path, ext: str) -
 def test_both_gzip_decoders_agree_on_members_truncation_and_corruption(
     tmp_path: Path, fast: bool
 ) -> None:
-    from lakekit.io.jsonl._stream import _iter_blocks, _open
+    from lakekit.io.jsonl._stream import iter_blocks, open_stream
 
     def text(name: str, data: bytes) -> bytes:
         path = tmp_path / name
         path.write_bytes(data)
-        stream = _open(LOCAL, str(path), str(path), "gzip", 4096, fast_gzip=fast)
-        blocks = _iter_blocks(stream, url=str(path), compression="gzip", block_size=4096,
-                              max_line_bytes=1 << 20)
+        stream = open_stream(LOCAL, str(path), str(path), "gzip", 4096, fast_gzip=fast)
+        blocks = iter_blocks(stream, url=str(path), compression="gzip", block_size=4096,
+                             max_line_bytes=1 << 20)
         return b"".join(bytes(b.data) for b in blocks)
 
     body = jsonl([event(i) for i in range(2000)])

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from lakekit.errors import ConfigError, SchemaMismatchError
-from lakekit.io.jsonl._stream import _WHITESPACE, _Block
+from lakekit.io.jsonl._stream import WHITESPACE, Block
 
-_PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def _parse_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-class _Parser:
+class Parser:
     """Parses bytes of whole lines into a table of ``target`` (or inferred, if None)."""
 
     def __init__(self, target: pa.Schema | None, *, url: str) -> None:
@@ -67,7 +67,7 @@ class _Parser:
         )
 
     def parse(self, data: Any, *, rows: int) -> pa.Table:
-        """Parse ``data``, ``rows`` non-blank lines; raise one of ``_PARSE_ERRORS`` if a
+        """Parse ``data``, ``rows`` non-blank lines; raise one of ``PARSE_ERRORS`` if a
         line does not fit."""
         _check_utf8(data)      # pyarrow.json passes invalid UTF-8 through into strings
         if self._explicit_options is None:
@@ -101,9 +101,9 @@ class _Parser:
         out = pa.Table.from_arrays(columns, names=target.names)
         return out if out.schema.equals(target, check_metadata=True) else out.cast(target)
 
-    def single_column(self, name: str) -> _Parser:
+    def single_column(self, name: str) -> Parser:
         assert self.target is not None
-        return _Parser(pa.schema([self.target.field(name)]), url=self.url)
+        return Parser(pa.schema([self.target.field(name)]), url=self.url)
 
 
 def _check_utf8(data: Any) -> None:
@@ -143,25 +143,25 @@ def _cast_table(table: pa.Table, target: pa.Schema) -> pa.Table:
 
 # -- salvage: find the lines pyarrow rejects ---------------------------------------------------
 @dataclass
-class _Piece:
+class Piece:
     """A parsed table; ``lines`` are the (1-based) line numbers of its rows, None = every
     non-blank line of ``block``."""
 
     table: pa.Table
-    block: _Block
+    block: Block
     lines: np.ndarray | None = None
 
 
 
 # -- unification across blocks (schema=None) ---------------------------------------------------
-class _Unifier:
+class Unifier:
     """Widens a running schema block after block (int -> float, null -> any)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.schema: pa.Schema | None = None
 
-    def add(self, piece: _Piece) -> pa.Table:
+    def add(self, piece: Piece) -> pa.Table:
         table = piece.table
         if self.schema is None:
             self.schema = table.schema
@@ -175,7 +175,7 @@ class _Unifier:
                 raise self._mismatch(piece) from None
         return _cast_table(table, self.schema)
 
-    def _mismatch(self, piece: _Piece) -> SchemaMismatchError:
+    def _mismatch(self, piece: Piece) -> SchemaMismatchError:
         assert self.schema is not None
         for f in piece.table.schema:
             if f.name not in self.schema.names:
@@ -197,14 +197,14 @@ class _Unifier:
         )
 
 
-def _row_line(piece: _Piece, row: int) -> int | None:
+def _row_line(piece: Piece, row: int) -> int | None:
     if piece.lines is not None:
         return int(piece.lines[row]) if row < len(piece.lines) else None
     block = piece.block
     starts, ends = block.bounds()
     seen = 0
     for i in range(len(starts)):
-        if bytes(block.data[int(starts[i]) : int(ends[i])]).strip(_WHITESPACE):
+        if bytes(block.data[int(starts[i]) : int(ends[i])]).strip(WHITESPACE):
             if seen == row:
                 return block.first_line + i
             seen += 1

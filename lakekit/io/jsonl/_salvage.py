@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lakekit.io.jsonl._parse import _PARSE_ERRORS, _Parser, _Piece
-from lakekit.io.jsonl._stream import _ODD_FIRST, _WHITESPACE, _Block
+from lakekit.io.jsonl._parse import PARSE_ERRORS, Parser, Piece
+from lakekit.io.jsonl._stream import ODD_FIRST, WHITESPACE, Block
 
 _LEAF_LINES = 32          # a failing range this small is checked line by line
 _SNIPPET = 80             # characters of a bad line quoted in messages
@@ -89,15 +89,15 @@ def _surely_fits(value: Any, t: pa.DataType) -> bool:
     return False
 
 
-class _Salvage:
+class Salvage:
     """Isolates the bad lines of a block pyarrow rejected, parsing the good ranges."""
 
-    def __init__(self, parser: _Parser, block: _Block, *, stop_at_first: bool) -> None:
+    def __init__(self, parser: Parser, block: Block, *, stop_at_first: bool) -> None:
         self.parser = parser
         self.block = block
         self.stop_at_first = stop_at_first
         self.starts, self.ends = block.bounds()
-        self.pieces: list[_Piece] = []
+        self.pieces: list[Piece] = []
         self.bad: list[_Bad] = []
 
     def run(self, *, whole_failed: bool) -> None:
@@ -106,10 +106,10 @@ class _Salvage:
         early: list[_Bad] = []
         # blank lines, and lines starting with "n" (never an object; must not reach pyarrow)
         first = data[np.minimum(self.starts, len(data) - 1)]
-        odd = np.flatnonzero((self.ends == self.starts) | _ODD_FIRST[first])
+        odd = np.flatnonzero((self.ends == self.starts) | ODD_FIRST[first])
         for i in odd:
             raw = self._line(int(i))
-            text = raw.lstrip(_WHITESPACE)
+            text = raw.lstrip(WHITESPACE)
             if not text.strip():
                 keep[i] = False
             elif text[:1] == b"n":
@@ -143,7 +143,7 @@ class _Salvage:
         if not known_bad:
             try:
                 table = self.parser.parse(self._bytes(idx), rows=len(idx))
-            except _PARSE_ERRORS:
+            except PARSE_ERRORS:
                 pass
             else:
                 self._keep(table, idx)
@@ -157,7 +157,7 @@ class _Salvage:
 
     def _keep(self, table: pa.Table, idx: np.ndarray) -> None:
         lines = idx + self.block.first_line
-        self.pieces.append(_Piece(table, self.block, lines))
+        self.pieces.append(Piece(table, self.block, lines))
 
     def _leaf(self, idx: np.ndarray) -> None:
         """Check a small failing range line by line (json first, pyarrow when unsure)."""
@@ -178,7 +178,7 @@ class _Salvage:
                 continue
             try:
                 self.parser.parse(raw + b"\n", rows=1)
-            except _PARSE_ERRORS as exc:
+            except PARSE_ERRORS as exc:
                 self.bad.append(_Bad(self.block.first_line + i, raw, obj, error=str(exc)))
                 if self.stop_at_first:
                     break
@@ -190,7 +190,7 @@ class _Salvage:
         try:
             self._keep(self.parser.parse(self._bytes(kept), rows=len(kept)), kept)
             return
-        except _PARSE_ERRORS:
+        except PARSE_ERRORS:
             pass
         # one by one: json.loads accepted a line pyarrow rejects (a duplicate key, a lone
         # surrogate, 1e400), or lines that fit alone but not together (inferred types)
@@ -198,14 +198,14 @@ class _Salvage:
             one = np.asarray([i], dtype=np.int64)
             try:
                 self._keep(self.parser.parse(self._bytes(one), rows=1), one)
-            except _PARSE_ERRORS as exc:
+            except PARSE_ERRORS as exc:
                 raw = self._line(i)
                 self.bad.append(_Bad(self.block.first_line + i, raw, _decode(raw)[0],
                                      error=str(exc)))
         self.bad.sort(key=lambda b: b.line)
 
 
-def _explain(bad: _Bad, parser: _Parser) -> str:
+def explain(bad: _Bad, parser: Parser) -> str:
     """Why ``bad`` does not fit the target schema (which column, what was expected)."""
     if bad.reason:
         return f"{bad.reason}: {_snippet(bad.data)}"
@@ -220,7 +220,7 @@ def _explain(bad: _Bad, parser: _Parser) -> str:
                 continue
             try:
                 parser.single_column(f.name).parse(bad.data + b"\n", rows=1)
-            except _PARSE_ERRORS:
+            except PARSE_ERRORS:
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= _SNIPPET else shown[: _SNIPPET - 3] + "..."
                 return f"column {f.name!r}: expected {f.type}, got {_json_kind(value)} {shown}"

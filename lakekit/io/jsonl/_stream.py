@@ -22,11 +22,11 @@ T = TypeVar("T")
 # equally fast)
 PARSE_SIZE = 2 << 20
 _CODEC_MARKERS = ("truncated", "inflate", "zlib", "zstd", "decompress", "header check", "gzip")
-_WHITESPACE = b" \t\r"    # what pyarrow's JSON parser skips within a line
+WHITESPACE = b" \t\r"    # what pyarrow's JSON parser skips within a line
 # first bytes of lines that need a closer look: "n" (JSON null, which crashes pyarrow 26 when
 # it starts a parse chunk: apache/arrow#47409) and whitespace (blank, or null after spaces)
-_ODD_FIRST = np.zeros(256, dtype=bool)
-_ODD_FIRST[[ord("n"), ord(" "), ord("\t"), ord("\r")]] = True
+ODD_FIRST = np.zeros(256, dtype=bool)
+ODD_FIRST[[ord("n"), ord(" "), ord("\t"), ord("\r")]] = True
 
 
 def compression_of(path: str) -> str | None:
@@ -53,7 +53,7 @@ class _Stream(Protocol):
     def close(self) -> None: ...
 
 
-def _open(
+def open_stream(
     fs: Any, path: str, url: str, compression: str | None, block_size: int, *,
     fast_gzip: bool = True,
 ) -> _Stream:
@@ -134,7 +134,7 @@ def _read_error(exc: BaseException, url: str, compression: str | None) -> Except
     return StorageError(f"{url}: read failed ({type(exc).__name__}: {text})")
 
 
-class _Block:
+class Block:
     """Whole lines of a file: ``data`` starts at line ``first_line`` (1-based) and holds
     ``rows`` lines that are not blank.
 
@@ -191,10 +191,10 @@ def _scan(buf: pa.Buffer, size: int, scratch: np.ndarray) -> _Scan:
     newlines = np.concatenate(parts) if len(parts) != 1 else parts[0]
     starts, ends = _bounds(newlines, size)
     empty = ends == starts
-    odd = np.flatnonzero(_ODD_FIRST[data[np.minimum(starts, size - 1)]] & ~empty)
+    odd = np.flatnonzero(ODD_FIRST[data[np.minimum(starts, size - 1)]] & ~empty)
     blank, unsafe = [], []
     for i in odd:
-        text = bytes(data[int(starts[i]) : int(ends[i])]).lstrip(_WHITESPACE)
+        text = bytes(data[int(starts[i]) : int(ends[i])]).lstrip(WHITESPACE)
         if not text:
             blank.append(int(starts[i]))
         elif text[:1] == b"n":
@@ -208,7 +208,7 @@ def _count_in(sorted_offsets: np.ndarray, start: int, end: int) -> int:
 
 
 def _split(buf: pa.Buffer, size: int, first_line: int, scan: _Scan,
-           parse_size: int) -> Iterator[_Block]:
+           parse_size: int) -> Iterator[Block]:
     """Cut ``buf[:size]`` (whole lines) at newlines into blocks of about ``parse_size``."""
     newlines = scan.newlines
     start = 0
@@ -220,7 +220,7 @@ def _split(buf: pa.Buffer, size: int, first_line: int, scan: _Scan,
             if i < len(newlines) and newlines[i] + 1 < size:
                 end = int(newlines[i]) + 1
         stop = int(np.searchsorted(newlines, end))   # newlines before ``end``
-        yield _Block(
+        yield Block(
             buf.slice(start, end - start),
             first_line + line_index,
             newlines[line_index:stop] - start,
@@ -242,10 +242,10 @@ def _last_newline(view: memoryview, end: int) -> int:
     return 0
 
 
-def _iter_blocks(
+def iter_blocks(
     stream: _Stream, *, url: str, compression: str | None, block_size: int,
     max_line_bytes: int, parse_size: int = PARSE_SIZE,
-) -> Generator[_Block, None, None]:
+) -> Generator[Block, None, None]:
     """Blocks of whole lines, ``block_size`` bytes read at a time and cut into blocks of
     about ``parse_size`` bytes for parsing; closes ``stream`` when done.
 
@@ -297,7 +297,7 @@ def _iter_blocks(
         stream.close()
 
 
-def _prefetch(items: Iterator[T], *, depth: int = 1, name: str = "lakekit-jsonl") -> Iterator[T]:
+def read_ahead(items: Iterator[T], *, depth: int = 1, name: str = "lakekit-jsonl") -> Iterator[T]:
     """Iterate ``items`` in a background thread, at most ``depth`` items ahead."""
     q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()

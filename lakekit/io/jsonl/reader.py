@@ -18,16 +18,17 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 
 from lakekit.errors import BadRecordError, BadRecordsWarning, ConfigError
-from lakekit.io.jsonl._parse import _PARSE_ERRORS, _Parser, _Piece, _Unifier
-from lakekit.io.jsonl._salvage import _explain, _Salvage
-from lakekit.io.jsonl._stream import _Block, _iter_blocks, _open, _prefetch, compression_of
+from lakekit.io.jsonl._parse import PARSE_ERRORS, Parser, Piece, Unifier
+from lakekit.io.jsonl._salvage import Salvage, explain
+from lakekit.io.jsonl._stream import Block, compression_of, iter_blocks, open_stream, read_ahead
+from lakekit.io.pipeline import shared_pool
 
 __all__ = ["BadLineTally", "compression_of", "infer_jsonl_schema", "read_jsonl_batches"]
 
@@ -105,47 +106,34 @@ def _user_stacklevel() -> int:
 
 # -- the public readers ------------------------------------------------------------------------
 def _pieces(
-    block: _Block, parser: _Parser, *, url: str, on_bad_lines: str, tally: BadLineTally | None,
+    block: Block, parser: Parser, *, url: str, on_bad_lines: str, tally: BadLineTally | None,
     order: int | None,
-) -> list[_Piece]:
+) -> list[Piece]:
     """Parse one block; isolate and handle bad lines if pyarrow rejects it."""
     whole_failed = False
     if not block.unsafe:
         try:
-            return [_Piece(parser.parse(block.buffer, rows=block.rows), block)]
-        except _PARSE_ERRORS:
+            return [Piece(parser.parse(block.buffer, rows=block.rows), block)]
+        except PARSE_ERRORS:
             whole_failed = True
-    salvage = _Salvage(parser, block, stop_at_first=on_bad_lines == "error")
+    salvage = Salvage(parser, block, stop_at_first=on_bad_lines == "error")
     salvage.run(whole_failed=whole_failed)
     if salvage.bad:
         first = salvage.bad[0]
         if on_bad_lines == "error":
             raise BadRecordError(
-                f"{url}:{first.line}: {_explain(first, parser)} "
+                f"{url}:{first.line}: {explain(first, parser)} "
                 "(pass on_bad_lines='skip' to skip bad lines)"
             )
         if tally is not None:
-            tally.add(url, first.line, _explain(first, parser), n=len(salvage.bad), order=order)
+            tally.add(url, first.line, explain(first, parser), n=len(salvage.bad), order=order)
     return salvage.pieces
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _parse_pool() -> ThreadPoolExecutor:
-    """Threads that parse blocks, shared by every read (as many as pyarrow's CPU pool)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, pa.cpu_count()),
-                                       thread_name_prefix="lakekit-jsonl-parse")
-        return _POOL
-
-
-def _ordered_map(fn: Callable[[_Block], T], blocks: Iterator[_Block]) -> Iterator[T]:
+def _ordered_map(fn: Callable[[Block], T], blocks: Iterator[Block]) -> Iterator[T]:
     """``map(fn, blocks)`` on the parse pool, a few blocks in flight, results in order."""
-    pool = _parse_pool()
+    # threads that parse blocks, shared by every read (as many as pyarrow's CPU pool)
+    pool = shared_pool("jsonl-parse", max_workers=max(1, pa.cpu_count()))
     window = max(2, pa.cpu_count())
     pending: deque[Future[T]] = deque()
     try:
@@ -256,17 +244,17 @@ def read_jsonl_batches(
             target = pa.schema([schema.field(c) for c in names], metadata=schema.metadata)
         else:
             target = schema
-    parser = _Parser(target, url=url)
-    unifier = _Unifier(url) if target is None else None
-    stream = _open(fs, path, url, compression, block_size)
-    blocks: Iterator[_Block] = _iter_blocks(
+    parser = Parser(target, url=url)
+    unifier = Unifier(url) if target is None else None
+    stream = open_stream(fs, path, url, compression, block_size)
+    blocks: Iterator[Block] = iter_blocks(
         stream, url=url, compression=compression, block_size=block_size,
         max_line_bytes=max_line_bytes,
     )
     if prefetch:
-        blocks = _prefetch(blocks)
+        blocks = read_ahead(blocks)
 
-    def parse(block: _Block) -> list[_Piece]:
+    def parse(block: Block) -> list[Piece]:
         return _pieces(block, parser, url=url, on_bad_lines=on_bad_lines, tally=tally,
                        order=order)
 
@@ -324,15 +312,15 @@ def infer_jsonl_schema(
     """
     if sample_bytes < 1024:
         raise ConfigError(f"sample_bytes must be at least 1024, got {sample_bytes}")
-    stream = _open(fs, path, url, compression, sample_bytes)
-    blocks = _iter_blocks(stream, url=url, compression=compression, block_size=sample_bytes,
+    stream = open_stream(fs, path, url, compression, sample_bytes)
+    blocks = iter_blocks(stream, url=url, compression=compression, block_size=sample_bytes,
                           max_line_bytes=max_line_bytes, parse_size=sample_bytes)
-    parser = _Parser(None, url=url)
+    parser = Parser(None, url=url)
     try:
         block = next(blocks, None)
         if block is None:
             return pa.schema([])
-        unifier = _Unifier(url)
+        unifier = Unifier(url)
         for piece in _pieces(block, parser, url=url, on_bad_lines="skip", tally=None,
                              order=None):
             unifier.add(piece)
@@ -349,13 +337,13 @@ def infer_jsonl_schema(
         blocks.close()
 
 
-def _resolve_nulls(schema: pa.Schema, block: _Block, parser: _Parser) -> pa.Schema:
+def _resolve_nulls(schema: pa.Schema, block: Block, parser: Parser) -> pa.Schema:
     """Type the null columns of ``schema`` from a later block (other columns stay)."""
     if block.unsafe:
         return schema
     try:
         later = parser.parse(block.buffer, rows=block.rows).schema
-    except _PARSE_ERRORS:
+    except PARSE_ERRORS:
         return schema                     # bad lines are reported when the file is read
     fields = []
     for f in schema:
