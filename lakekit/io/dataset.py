@@ -100,6 +100,17 @@ class Dataset:
         return [self._location.url_of(e.path) for e in self._entries]
 
     @property
+    def entries(self) -> list[FileEntry]:
+        """The data files as :class:`~lakekit.io.discover.FileEntry` (filesystem path, size,
+        hive partition values), in read order."""
+        return list(self._entries)
+
+    @property
+    def partition_schema(self) -> pa.Schema:
+        """The hive partition columns and their types (empty when there are none)."""
+        return self._partition_fields
+
+    @property
     def total_bytes(self) -> int:
         """The summed size of the data files (where known)."""
         return sum(e.size or 0 for e in self._entries)

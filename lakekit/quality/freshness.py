@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import ConfigError
+from lakekit.io.formats import FORMATS
 from lakekit.quality.durations import format_duration, parse_duration
 from lakekit.quality.report import CheckResult, Status
 from lakekit.quality.sources import Source, guard
@@ -234,22 +235,21 @@ def _all_null(actions: pa.Table, column: str) -> pa.ChunkedArray:
 
 def _files_newest(source: Source, column: str | None) -> Newest:
     ds = source.dataset()
-    entries = list(getattr(ds, "_entries", []))
+    entries = ds.entries
     location = source.location
     assert location is not None
     if column is None:
         return _newest_mtime(source, entries)
     schema = ds.schema
     field = _arrow_field(schema, column, source.label)
-    partitions = getattr(ds, "_partition_fields", None)
-    if partitions is not None and column in partitions.names:
+    if column in ds.partition_schema.names:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         values = [dict(e.partition).get(column) for e in entries]
         parsed = pc.cast(pa.array(values, pa.string()), field.type)
         return Newest(_max_utc(parsed), "partition_values", files=len(entries))
-    if ds.format != "parquet":
+    if not FORMATS[ds.format].parquet_files:
         _require_time_type(field, source.label, allow_string=True)
         return Newest(_scan_dataset(ds, column, field, source.label), "scan",
                       files_read=len(entries), files=len(entries))
