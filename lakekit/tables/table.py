@@ -63,17 +63,14 @@ class Table:
 
     Examples
     --------
-    >>> import tempfile
     >>> import lakekit as lk, pyarrow as pa
-    >>> lake = tempfile.TemporaryDirectory()
-    >>> t = lk.Table(f"{lake.name}/events")
-    >>> t.write(pa.table({"id": [1, 2]}))
+    >>> orders = lk.Table("lake/orders")
+    >>> orders.write(pa.table({"id": [1, 2]}))
     0
-    >>> t.tag("v1")
+    >>> orders.tag("v1")
     0
-    >>> t.read(tag="v1").num_rows
+    >>> orders.read(tag="v1").num_rows
     2
-    >>> lake.cleanup()
     """
 
     def __init__(
@@ -158,8 +155,10 @@ class Table:
 
         Examples
         --------
-        >>> t.write(pa.table({"id": [3]}), metadata={"source": "backfill"})  # doctest: +SKIP
-        1
+        >>> t.write(pa.table({"id": [4], "kind": ["buy"]}), metadata={"source": "backfill"})
+        2
+        >>> t.read().num_rows, t.history(limit=1)[0].metadata
+        (4, {'source': 'backfill'})
         """
         return write_data(self._delta, data, mode=mode, schema_mode=schema_mode,
                           partition_by=partition_by, metadata=metadata)
@@ -182,8 +181,10 @@ class Table:
 
         Examples
         --------
-        >>> t.upsert(pa.table({"id": [2, 9], "v": ["new", "added"]}), on="id")  # doctest: +SKIP
+        >>> t.upsert(pa.table({"id": [2, 9], "kind": ["buy", "view"]}), on="id")
         2
+        >>> t.read().sort_by("id").to_pydict()
+        {'id': [1, 2, 3, 9], 'kind': ['view', 'buy', 'test', 'view']}
         """
         return upsert_rows(self._delta, data, on=on, metadata=metadata)
 
@@ -205,8 +206,10 @@ class Table:
 
         Examples
         --------
-        >>> t.delete([("kind", "=", "test")])  # doctest: +SKIP
-        3
+        >>> t.delete([("kind", "=", "test")])
+        2
+        >>> t.delete("kind = 'test'")  # no row matches any more: no new version
+        2
         """
         return delete_rows(self._delta, predicate, metadata=metadata)
 
@@ -216,8 +219,10 @@ class Table:
 
         Examples
         --------
-        >>> [c.operation for c in t.history(limit=2)]  # doctest: +SKIP
-        ['MERGE', 'WRITE']
+        >>> for commit in t.history():
+        ...     print(commit.version, commit.operation, commit.metadata)
+        1 WRITE {}
+        0 WRITE {'load': 'initial'}
         """
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be >= 1, got {limit}")
@@ -245,7 +250,10 @@ class Table:
 
         Examples
         --------
-        >>> t.read(as_of="2026-01-01T00:00:00Z", columns=["id"])  # doctest: +SKIP
+        >>> t.read().num_rows, t.read(0).num_rows, t.read(tag="reviewed").num_rows
+        (3, 2, 2)
+        >>> t.read(columns=["id"], filter=[("kind", "=", "test")]).to_pylist()
+        [{'id': 3}]
         """
         ds = self.dataset(version, as_of=as_of, tag=tag)
         try:
@@ -266,7 +274,11 @@ class Table:
 
         Examples
         --------
-        >>> t.dataset(tag="v1").to_polars(columns=["id"])  # doctest: +SKIP
+        >>> ds = t.dataset(tag="reviewed")
+        >>> ds.version, ds.count_rows()
+        (0, 2)
+        >>> ds.to_polars(columns=["id"])["id"].to_list()
+        [1, 2]
         """
         target = resolve_version(self._delta, self._tags, version, as_of, tag)
         return open_dataset(self._delta, target, source=self._source,
@@ -281,8 +293,10 @@ class Table:
 
         Examples
         --------
-        >>> t.tag("trained-2026-03-01")  # doctest: +SKIP
-        4
+        >>> t.tag("trained-2026-03-01")
+        1
+        >>> t.tags()
+        {'reviewed': 0, 'trained-2026-03-01': 1}
         """
         check_tag_name(name)
         latest = self._delta.latest()
@@ -314,8 +328,10 @@ class Table:
 
         Examples
         --------
-        >>> t.restore(tag="before-bad-load")  # doctest: +SKIP
-        6
+        >>> t.restore(tag="reviewed")
+        2
+        >>> t.read().num_rows
+        2
         """
         target = resolve_version(self._delta, self._tags, version, as_of, tag)
         if target is None:
@@ -327,7 +343,11 @@ class Table:
 
         Examples
         --------
-        >>> print(t.diff("v1", t.version).summary())  # doctest: +SKIP
+        >>> print(t.diff("reviewed", t.version).summary())
+        v0 -> v1: 2 -> 3 rows (+1)
+        files: +1 -0; rows in those files: +1 -0
+        schema: unchanged
+        operations: v1 WRITE
         """
         a = ref_version(self._tags, from_version)
         b = ref_version(self._tags, to_version)
@@ -339,7 +359,8 @@ class Table:
 
         Examples
         --------
-        >>> t.compact(target_file_size=64 << 20)  # doctest: +SKIP
+        >>> t.compact(target_file_size=64 << 20)
+        CompactResult(version=2, files_added=1, files_removed=2)
         """
         return compact_files(self._delta, target_file_size)
 
@@ -355,6 +376,10 @@ class Table:
 
         Examples
         --------
-        >>> t.vacuum(retention_hours=0, dry_run=False)  # doctest: +SKIP
+        >>> t.compact().files_removed  # the files of versions 0 and 1 are no longer current
+        2
+        >>> result = t.vacuum(retention_hours=0, dry_run=False)
+        >>> len(result.files), result.protected_versions  # the tagged version keeps its file
+        (1, (0,))
         """
         return vacuum_files(self._delta, self._tags, retention_hours, dry_run=dry_run)
