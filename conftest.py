@@ -3,14 +3,15 @@ in lakekit/ (``--doctest-modules``, see pyproject.toml).
 
 The docstring examples are documentation first, so they stay short: what they use without
 building it comes from the doctest namespace filled here. Every example runs in a fresh
-temporary directory (the current directory, which holds ``schemas/events.yaml``) and may
-use ``lk``, ``pa``, ``pl`` and, built only for the examples that name them:
+temporary directory, the current directory, which holds ``schemas/events.yaml`` (a copy
+of the repository's) and ``data/events/``: three parquet shards of four rows each (columns
+``user_id`` 0..11, ``kind``, ``amount``). Examples may use ``lk``, ``pa``, ``pl`` and, built
+only for the examples that name them:
 
 - ``t``: ``lk.Table("lake/events")`` with columns ``id``, ``kind``; version 0 holds two
   rows (``metadata={"load": "initial"}``) and is tagged ``"reviewed"``; version 1 appends
   ``(3, "test")``.
-- ``ds``: ``lk.dataset("data/events/")``, three parquet shards of four rows each (columns
-  ``user_id`` 0..11, ``kind``, ``amount``).
+- ``ds``: ``lk.dataset("data/events/")``.
 - ``sink``: a :class:`lakekit.KafkaDeltaSink` (group ``events-to-delta``) from topic
   ``events`` of its own local Tansu broker, which holds three JSON messages, into
   ``lake/events``; not run yet.
@@ -83,15 +84,13 @@ def _events_table() -> lk.Table:
     return t
 
 
-def _events_dataset() -> lk.Dataset:
-    shards = Path("data/events")
+def _write_events_shards(shards: Path) -> None:
     shards.mkdir(parents=True)
     for i in range(3):
         ids = list(range(4 * i, 4 * i + 4))
         pq.write_table(pa.table({"user_id": ids, "kind": ["view", "click", "buy", "view"],
                                  "amount": [1.5 * n for n in ids]}),
                        shards / f"part-{i}.parquet")
-    return lk.dataset(shards)
 
 
 def _events_sink(stack: contextlib.ExitStack) -> lk.KafkaDeltaSink:
@@ -121,12 +120,13 @@ def _doctest_objects(request: pytest.FixtureRequest,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_VAR, raising=False)
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    _write_events_shards(tmp_path / "data" / "events")
     with contextlib.ExitStack() as stack:
         objects: dict[str, Any] = {"lk": lk, "pa": pa, "pl": pl}
         if "t" in names:
             objects["t"] = _events_table()
         if "ds" in names:
-            objects["ds"] = _events_dataset()
+            objects["ds"] = lk.dataset("data/events/")
         if "sink" in names:
             objects["sink"] = _events_sink(stack)
         doctest_namespace.update(objects)

@@ -42,8 +42,9 @@ class Dataset:
     Examples
     --------
     >>> import lakekit as lk
-    >>> ds = lk.dataset("data/events/")              # doctest: +SKIP
-    >>> ds.to_polars(columns=["user_id"], n_rows=5)  # doctest: +SKIP
+    >>> ds = lk.dataset("data/events/")
+    >>> ds.to_polars(columns=["user_id"], n_rows=5)["user_id"].to_list()
+    [0, 1, 2, 3, 4]
     """
 
     def __init__(
@@ -174,7 +175,10 @@ class Dataset:
 
         Examples
         --------
-        >>> ds.to_arrow(columns=["a"], filter=[("b", ">", 0)], n_rows=10)  # doctest: +SKIP
+        >>> ds.to_arrow(columns=["user_id"], filter=[("kind", "=", "buy")]).to_pydict()
+        {'user_id': [2, 6, 10]}
+        >>> ds.to_arrow(filter=[("amount", ">", 10)], n_rows=2).num_rows
+        2
         """
         columns = self._check_columns(columns)
         if n_rows is not None and n_rows < 0:
@@ -253,8 +257,14 @@ class Dataset:
 
         Examples
         --------
-        >>> for batch in ds.iter_batches(columns=["a"], batch_size=10_000):  # doctest: +SKIP
-        ...     process(batch)
+        >>> for batch in ds.iter_batches(columns=["user_id"], batch_size=3):
+        ...     print(batch.num_rows, batch["user_id"].to_pylist())
+        3 [0, 1, 2]
+        1 [3]
+        3 [4, 5, 6]
+        1 [7]
+        3 [8, 9, 10]
+        1 [11]
         """
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be > 0, got {batch_size}")
@@ -347,8 +357,12 @@ def dataset(
     Examples
     --------
     >>> import lakekit as lk
-    >>> ds = lk.dataset("s3://lake/events/", storage_options={"anon": True})  # doctest: +SKIP
-    >>> ds.files[:2], ds.schema                                               # doctest: +SKIP
+    >>> ds = lk.dataset("data/events/")
+    >>> len(ds.files), ds.schema.names
+    (3, ['user_id', 'kind', 'amount'])
+
+    On an object store, name it by URL and pass credentials and endpoints as
+    ``storage_options``: ``lk.dataset("s3://lake/events/", storage_options={"anon": True})``.
     """
     spec = get_format(format) if format is not None else None
     if on_bad_lines not in ("error", "skip"):
@@ -409,7 +423,9 @@ def load(
     Examples
     --------
     >>> import lakekit as lk
-    >>> df = lk.load("data/*.parquet", columns=["a"], output="polars")  # doctest: +SKIP
+    >>> df = lk.load("data/events/*.parquet", columns=["kind"], output="polars")
+    >>> df.shape
+    (12, 1)
     """
     readers: dict[str, Callable[..., Any]] = {}
     ds = dataset(source, **dataset_kwargs)
