@@ -6,7 +6,7 @@ building it comes from the doctest namespace filled here. Every example runs in 
 temporary directory, the current directory, which holds ``schemas/events.yaml`` (a copy
 of the repository's) and ``data/events/``: three parquet shards of four rows each (columns
 ``user_id`` 0..11, ``kind``, ``amount``). Examples may use ``lk``, ``pa``, ``pl`` and, built
-only for the examples that name them:
+only for the examples that use them without assigning them:
 
 - ``t``: ``lk.Table("lake/events")`` with columns ``id``, ``kind``; version 0 holds two
   rows (``metadata={"load": "initial"}``) and is tagged ``"reviewed"``; version 1 appends
@@ -49,6 +49,7 @@ collect_ignore = ["lakekit/airflow.py"]
 
 ROOT = Path(__file__).resolve().parent
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name, not an attribute (after a dot)
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)", re.MULTILINE)
 
 # doctest markers: a name an example uses -> the markers of the tests that do the same
 _MARKERS = {
@@ -67,6 +68,14 @@ def _names_used(item: pytest.Item) -> set[str]:
     if dtest is None:
         return set()
     return {name for ex in dtest.examples for name in _NAME.findall(ex.source)}
+
+
+def _names_assigned(item: pytest.Item) -> set[str]:
+    """The names a doctest item's examples assign themselves (``name = ...``)."""
+    dtest = getattr(item, "dtest", None)
+    if dtest is None:
+        return set()
+    return {name for ex in dtest.examples for name in _ASSIGNED.findall(ex.source)}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -121,6 +130,7 @@ def _doctest_objects(request: pytest.FixtureRequest,
     monkeypatch.delenv(ENV_VAR, raising=False)
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
     _write_events_shards(tmp_path / "data" / "events")
+    names -= _names_assigned(request.node)  # an example that builds its own needs none
     with contextlib.ExitStack() as stack:
         objects: dict[str, Any] = {"lk": lk, "pa": pa, "pl": pl}
         if "t" in names:

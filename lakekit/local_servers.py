@@ -116,8 +116,13 @@ def moto_s3_server(start_timeout: float = 30.0) -> Iterator[S3Server]:
 
     Examples
     --------
-    >>> with moto_s3_server() as s3:  # doctest: +SKIP
+    >>> with moto_s3_server() as s3:
     ...     s3.create_bucket("lake")
+    ...     table = lk.Table("s3://lake/events", storage_options=s3.storage_options)
+    ...     table.write(pa.table({"id": [1, 2]}))
+    ...     table.read().num_rows
+    0
+    2
     """
     import_optional("moto.server", purpose="the local S3 server")
     def start(port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -293,8 +298,15 @@ def restartable_tansu_broker(s3: S3Server, bucket: str = "tansu",
 
     Examples
     --------
-    >>> with moto_s3_server() as s3, restartable_tansu_broker(s3) as broker:  # doctest: +SKIP
-    ...     broker.kill(); broker.start()
+    >>> from kafka import KafkaAdminClient
+    >>> with moto_s3_server() as s3, restartable_tansu_broker(s3) as broker:
+    ...     broker.create_topic("events", partitions=2)
+    ...     broker.kill()  # as a crash would
+    ...     broker.start()  # on the same port, from the log in S3
+    ...     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    ...     print(admin.list_topics(), len(admin.describe_topics(["events"])[0]["partitions"]))
+    ...     admin.close()
+    ['events'] 2
     """
     s3.create_bucket(bucket)
     env = dict(os.environ, AWS_ACCESS_KEY_ID=s3.access_key,
@@ -324,8 +336,13 @@ def tansu_broker(start_timeout: float = 30.0) -> Iterator[KafkaBroker]:
 
     Examples
     --------
-    >>> with tansu_broker() as broker:  # doctest: +SKIP
+    >>> from kafka import KafkaAdminClient
+    >>> with tansu_broker() as broker:
     ...     broker.create_topic("events", partitions=4)
+    ...     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    ...     print(admin.list_topics(), len(admin.describe_topics(["events"])[0]["partitions"]))
+    ...     admin.close()
+    ['events'] 4
     """
     binary = _tansu_binary()
 

@@ -259,7 +259,13 @@ def run_demo(directory: str | None = None) -> int:
 
     Examples
     --------
-    >>> run_demo("/tmp/lakekit-demo")  # doctest: +SKIP
+    >>> run_demo("lakekit-demo")  # doctest: +ELLIPSIS
+    <BLANKLINE>
+    == Loaders: sharded parquet on local disk and S3
+    ...
+    == Streaming: Kafka -> Delta, exactly once, with a dead-letter table
+    ...
+    Done in ...s. The lake is in .../lakekit-demo
     0
     """
     root = Path(directory or "lakekit-demo").resolve()

@@ -103,11 +103,23 @@ class KafkaDeltaSink:
 
     Examples
     --------
-    >>> sink = KafkaDeltaSink("events", "/tmp/lake/events", bootstrap_servers="127.0.0.1:9092",
-    ...                       group_id="events-to-delta")  # doctest: +SKIP
-    >>> stats = sink.run(stop_after_idle=30)  # doctest: +SKIP
-    >>> stats.rows_written  # doctest: +SKIP
-    120000
+    >>> from kafka import KafkaProducer
+    >>> from lakekit.local_servers import tansu_broker
+    >>> with tansu_broker() as broker:  # a local Kafka-protocol broker
+    ...     broker.create_topic("events")
+    ...     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    ...     for i in range(3):
+    ...         _ = producer.send("events", b'{"id": %d, "kind": "view"}' % i)
+    ...     producer.close()
+    ...     sink = KafkaDeltaSink("events", "lake/events",
+    ...                           bootstrap_servers=broker.bootstrap_servers,
+    ...                           group_id="events-to-delta",
+    ...                           consumer_config={"session_timeout_ms": 6000})
+    ...     stats = sink.run(stop_after_idle=1)
+    >>> stats.rows_written
+    3
+    >>> lk.Table("lake/events").read().to_pydict()
+    {'id': [0, 1, 2], 'kind': ['view', 'view', 'view']}
     """
 
     _consumer: Any
@@ -207,8 +219,12 @@ class KafkaDeltaSink:
 
         Examples
         --------
-        >>> sink.committed_offset("events", 0)  # doctest: +SKIP
-        41999
+        >>> sink.committed_offset("events", 0) is None  # nothing written yet
+        True
+        >>> sink.run(max_messages=3).rows_written
+        3
+        >>> sink.committed_offset("events", 0)  # the last offset written; a new run resumes at 3
+        2
         """
         app = app_id(self.group_id, (topic, int(partition)))
         target = DeltaTarget(self._main.location.url, self._main.location.secrets())
@@ -238,8 +254,8 @@ class KafkaDeltaSink:
 
         Examples
         --------
-        >>> sink.run(stop_after_idle=10)  # doctest: +SKIP
-        SinkStats(records_in=1000, ...)
+        >>> sink.run(stop_after_idle=1)  # doctest: +ELLIPSIS
+        SinkStats(records_in=3, rows_written=3, dead_lettered=0, commits=1, table=v0, ...)
         """
         if max_messages is not None and max_messages < 1:
             raise ConfigError("max_messages must be positive")
