@@ -1,11 +1,13 @@
-"""The cost of ``import lakekit`` (issue 10): ``python -X importtime -c "import lakekit"``.
+"""The cost of ``import lakekit`` and of the CLI's modules (issue 10), from ``-X importtime``.
 
 Each round starts a fresh interpreter with ``-X importtime`` and reads the cumulative
-microseconds of the ``lakekit`` line (everything lakekit imports, itself included), and of
-the ``polars`` and ``pyarrow`` lines when they appear (they should not: the public names are
-imported lazily). ``import json`` in the same kind of fresh interpreter is the baseline, so a
-slow machine shows as a slow baseline. Pass ``--checkout DIR`` to measure another checkout
-(a git worktree of an older commit) side by side with this one, interleaved.
+microseconds of the ``lakekit`` line (everything lakekit imports, itself included), and
+notes heavy packages (polars, pyarrow, ...) when they appear (they should not: the public
+names are imported lazily). The same for ``import lakekit.cli``, what every ``lakekit``
+command pays before it parses its arguments. ``import json`` in the same kind of fresh
+interpreter is the baseline, so a slow machine shows as a slow baseline. Pass
+``--checkout DIR`` to measure another checkout (a git worktree of an older commit) side by
+side with this one, interleaved.
 
 Run: ``python benchmarks/bench_import.py [--rounds 40] [--checkout DIR]``; prints Markdown.
 """
@@ -45,27 +47,30 @@ def main() -> None:
                     help="another checkout to measure beside this one (repeatable)")
     args = ap.parse_args()
     checkouts = [ROOT, *args.checkout]
-    lakekit: dict[Path, list[int]] = {c: [] for c in checkouts}
-    heavy: dict[Path, set[str]] = {c: set() for c in checkouts}
+    targets = ["lakekit", "lakekit.cli"]
+    samples: dict[tuple[str, Path], list[int]] = {(t, c): [] for t in targets for c in checkouts}
+    heavy: dict[tuple[str, Path], set[str]] = {key: set() for key in samples}
     baseline: list[int] = []
     for _ in range(args.rounds):
         baseline.append(import_times("import json", ROOT).get("json", 0))
-        for checkout in checkouts:
-            times = import_times("import lakekit", checkout)
-            lakekit[checkout].append(times["lakekit"])
-            heavy[checkout] |= {m for m in ("polars", "pyarrow", "pandas", "deltalake",
-                                            "pandera", "fsspec") if m in times}
+        for target in targets:
+            for checkout in checkouts:
+                times = import_times(f"import {target}", checkout)
+                samples[target, checkout].append(times[target])
+                heavy[target, checkout] |= {m for m in ("polars", "pyarrow", "pandas",
+                                                        "deltalake", "pandera", "fsspec")
+                                            if m in times}
     print(f"machine: {platform.node()} ({os.cpu_count()} cores), Python "
           f"{platform.python_version()}, {args.rounds} fresh interpreters each\n")
-    print("| checkout | `import lakekit` median | p90 | heavy packages imported |")
-    print("|---|---:|---:|---|")
-    for checkout in checkouts:
-        samples = sorted(lakekit[checkout])
-        p90 = samples[int(0.9 * (len(samples) - 1))]
+    print("| import | checkout | median | p90 | heavy packages imported |")
+    print("|---|---|---:|---:|---|")
+    for (target, checkout), values in samples.items():
+        ordered = sorted(values)
+        p90 = ordered[int(0.9 * (len(ordered) - 1))]
         name = "this" if checkout == ROOT else str(checkout)
-        print(f"| {name} | {statistics.median(samples) / 1000:.1f} ms | {p90 / 1000:.1f} ms | "
-              f"{', '.join(sorted(heavy[checkout])) or 'none'} |")
-    print(f"| baseline `import json` | {statistics.median(baseline) / 1000:.1f} ms | | |")
+        print(f"| `{target}` | {name} | {statistics.median(ordered) / 1000:.1f} ms | "
+              f"{p90 / 1000:.1f} ms | {', '.join(sorted(heavy[target, checkout])) or 'none'} |")
+    print(f"| `json` (baseline) | | {statistics.median(baseline) / 1000:.1f} ms | | |")
 
 
 if __name__ == "__main__":

@@ -70,12 +70,6 @@ __all__ = [
     "load",
 ]
 
-# Importing a subpackage binds its name on the parent once, when first loaded: load the
-# ``lakekit.io`` package now and drop that binding, so ``lk.load`` stays the function.
-importlib.import_module("lakekit.io")
-globals().pop("load", None)
-
-
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -69,14 +69,20 @@ def extra_for(module: str) -> str | None:
     return entry.extra if entry else None
 
 
-def _missing(module: str, purpose: str | None) -> MissingDependencyError:
+def _missing(module: str, purpose: str | None, broken: str | None = None) -> MissingDependencyError:
     top = module.partition(".")[0]
     entry = OPTIONAL.get(top)
     package = entry.package if entry else top
     what = f" for {purpose}" if purpose else ""
     hint = (f"pip install 'lakekit[{entry.extra}]'" if entry
             else f"pip install {package}")
-    return MissingDependencyError(f"{package} is required{what}; install it with: {hint}")
+    why = f" ({package} is installed but its dependency {broken} is not)" if broken else ""
+    return MissingDependencyError(f"{package} is required{what}{why}; install it with: {hint}")
+
+
+def _within(name: str, module: str) -> bool:
+    """Whether ``name`` is ``module`` or one of its parent packages."""
+    return module == name or module.startswith(name + ".")
 
 
 def import_optional(module: str, *, purpose: str | None = None) -> ModuleType:
@@ -99,11 +105,13 @@ def import_optional(module: str, *, purpose: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        # A module that *is* installed but fails inside its own imports is not "missing".
-        if exc.name is not None and not module.startswith(exc.name) and \
-                exc.name.partition(".")[0] not in OPTIONAL:
-            raise
-        raise _missing(module, purpose) from None
+        if exc.name is None or _within(exc.name, module):
+            raise _missing(module, purpose) from None
+        if module.partition(".")[0] in OPTIONAL:
+            # Installed, but one of its own dependencies is not (``moto`` without the
+            # ``[server]`` parts, an s3fs whose aiobotocore is missing): the extra brings it.
+            raise _missing(module, purpose, broken=exc.name) from None
+        raise  # a core package that fails inside its own imports: its traceback says why
 
 
 def import_if_available(module: str) -> ModuleType | None:

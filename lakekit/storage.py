@@ -35,7 +35,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Protocols whose packages are lakekit extras, so a missing one names the extra.
 # deltalake (object_store) keys <-> s3fs keys.
 _DELTA_TO_S3FS = {
     "AWS_ACCESS_KEY_ID": "key",

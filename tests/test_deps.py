@@ -72,3 +72,27 @@ def test_a_broken_installed_package_is_not_reported_as_missing(tmp_path: Path,
         _deps.import_optional("lakekit_broken_pkg")
     assert not isinstance(info.value, MissingDependencyError)
     assert info.value.name == "lakekit_not_there_either"
+
+
+def test_an_optional_package_missing_a_dependency_of_its_own_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # moto installed without its [server] parts: moto.server fails on flask
+    monkeypatch.delitem(sys.modules, "moto.server", raising=False)
+    monkeypatch.setitem(sys.modules, "flask", None)
+    with pytest.raises(MissingDependencyError) as info:
+        _deps.import_optional("moto.server", purpose="the local S3 server")
+    assert str(info.value) == (
+        "moto[server] is required for the local S3 server (moto[server] is installed but its "
+        "dependency flask is not); install it with: pip install 'lakekit[demo]'")
+
+
+def test_a_prefix_of_the_module_name_is_not_taken_for_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "lakekit_pfx" is a prefix of "lakekit_pfxmod" but not a parent package of it
+    (tmp_path / "lakekit_pfxmod.py").write_text("import lakekit_pfx\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as info:
+        _deps.import_optional("lakekit_pfxmod")
+    assert not isinstance(info.value, MissingDependencyError)

@@ -66,7 +66,6 @@ class Dataset:
         self._partition_fields = partition_fields or pa.schema([])
         self._version = version
         self._num_rows = num_rows
-        self._on_bad_lines = on_bad_lines
         # Delta tables with deletion vectors or column mapping are read through deltalake.
         self._engine = engine
         self._scan = Scan(

@@ -14,8 +14,7 @@ import their modules (``pyarrow.json``, ``pyarrow.csv``, ``deltalake``) when fir
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, get_args
 
 from lakekit.errors import ConfigError
 
@@ -67,8 +66,7 @@ class SchemaInference(Protocol):
     def __call__(self, fs: Any, path: str, *, url: str) -> pa.Schema: ...
 
 
-@dataclass(frozen=True)
-class FileFormat:
+class FileFormat(NamedTuple):
     """One format the loader reads.
 
     Attributes

@@ -383,6 +383,7 @@ class Scan:
         extra = [f for f in self._partition_fields if f.name not in unified.names]
         return pa.schema([*unified, *extra], metadata=unified.metadata)
 
+
 def validate_filter(expr: pc.Expression, schema: pa.Schema) -> None:
     """Raise :class:`ConfigError` naming the columns when ``expr`` does not apply to ``schema``."""
     try:

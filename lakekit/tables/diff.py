@@ -32,7 +32,7 @@ def diff_versions(delta: DeltaHandle, a: int, b: int) -> TableDiff:
     lo, hi = min(a, b), max(a, b)
     ops: tuple[Commit, ...] = ()
     if hi > lo:
-        commits = read_history(delta.location, int(delta.latest().version()), last - lo)
+        commits = read_history(delta.location, last, last - lo)
         ops = tuple(sorted((c for c in commits if lo < c.version <= hi),
                            key=lambda c: c.version))
     return TableDiff(
