@@ -20,7 +20,6 @@ __all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
-# io before quality: ``schema infer`` extends the ``schema`` command that io registers.
 _REGISTRARS = [demo.register, io.register, quality.register, tables.register, sink.register]
 
 

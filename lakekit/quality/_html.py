@@ -10,9 +10,10 @@ age as ``1m01s`` against ``max 1h`` (``warn 30m``), a volume result ``>= 1,000 r
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from lakekit._html import (
@@ -59,12 +60,19 @@ def _number(value: object) -> TypeGuard[float]:
 
 
 def _plain(value: Any) -> str:
-    """Any other value as before: JSON for mappings and lists, ``str`` otherwise."""
-    if value is None:
+    """Any other value as ``to_json`` writes it: JSON for mappings and lists (ISO times,
+    non-finite numbers as null), the value itself otherwise."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
+    if isinstance(value, (datetime, date)):
+        return short(value.isoformat())
     if isinstance(value, (Mapping, list, tuple)):
-        return short(json.dumps(value, default=str))
+        return short(json.dumps(value, default=_iso))
     return short(str(value))
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, (datetime, date)) else str(value)
 
 
 def observed_text(result: CheckResult) -> str:

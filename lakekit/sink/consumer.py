@@ -84,7 +84,10 @@ def consumer_options(pairs: Iterable[tuple[str, str]], *,
     >>> consumer_options([("session-timeout-ms", "6000"), ("check_crcs", "no")])
     {'session_timeout_ms': 6000, 'check_crcs': False}
     """
-    import_optional("kafka", purpose=flag)
+    pairs = list(pairs)
+    if not pairs:
+        return {}
+    import_optional("kafka", purpose="the Kafka sink")
     from kafka import KafkaConsumer
 
     defaults = KafkaConsumer.DEFAULT_CONFIG

@@ -156,13 +156,10 @@ class KafkaDeltaSink:
                               "positive")
         if on_error not in ("dead_letter", "fail"):
             raise ConfigError(f"on_error must be 'dead_letter' or 'fail', got {on_error!r}")
-        self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
-        self.kafka_metadata = bool(kafka_metadata)
         self.max_batch_rows = int(max_batch_rows)
         self.max_batch_bytes = int(max_batch_bytes)
         self.max_batch_seconds = float(max_batch_seconds)
-        self.on_error = on_error
         parts = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
         self._main = DeltaTarget(table, storage_options, partition_by=parts or None)
         self._dead: DeltaTarget | None = None
@@ -180,7 +177,7 @@ class KafkaDeltaSink:
         # all the commit thread may touch, besides each job's batch and expected offsets
         self._job = JobContext(
             main=self._main, dead=self._dead, decoder=decode, schema=sink_schema,
-            group_id=group_id, kafka_metadata=self.kafka_metadata, on_error=on_error,
+            group_id=group_id, kafka_metadata=bool(kafka_metadata), on_error=on_error,
             trim_memory=self._trim_memory, held=HeldBytes())
         self._stats = SinkStats()
         self._reset_run_state()
@@ -191,6 +188,21 @@ class KafkaDeltaSink:
         dead = f", dead_letter_table={self._dead.url!r}" if self._dead else ""
         return (f"KafkaDeltaSink(topics={self.topics!r}, table={self._main.url!r}, "
                 f"group_id={self.group_id!r}{dead})")
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group (read-only: it also names the progress records in the table)."""
+        return self._job.group_id
+
+    @property
+    def kafka_metadata(self) -> bool:
+        """Whether rows carry ``_kafka_topic`` / ``_partition`` / ``_offset`` / ``_timestamp``."""
+        return self._job.kafka_metadata
+
+    @property
+    def on_error(self) -> Literal["dead_letter", "fail"]:
+        """What happens to a bad record: ``"dead_letter"`` or ``"fail"``."""
+        return self._job.on_error
 
     @property
     def table_url(self) -> str:

@@ -19,8 +19,9 @@ TESTS = Path(__file__).resolve().parents[1]
 
 class Airflow:
     """Airflow pointed at ``home``: DAG files from ``dags`` (file name -> source) and extra
-    environment variables ``env`` (on top of ``os.environ``). The test folder is put on
-    ``PYTHONPATH`` so DAG files can import the tests' helpers."""
+    environment variables ``env`` (on top of ``os.environ``). The checkout and the test
+    folder are put on ``PYTHONPATH``, so DAG files run this checkout's lakekit and can
+    import the tests' helpers."""
 
     def __init__(self, home: Path, dags: dict[str, str], env: dict[str, str]) -> None:
         self.home = home
@@ -33,7 +34,9 @@ class Airflow:
             AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-            PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            # the checkout under test first (not whatever lakekit is installed), then tests/
+            PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS),
+                                        os.environ.get("PYTHONPATH", "")]),
             **env,
         )
 

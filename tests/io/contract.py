@@ -305,6 +305,9 @@ class LoaderContract:
             lk.dataset(url, format=self.format,  # type: ignore[arg-type]
                        storage_options=store.storage_options).to_arrow()
         assert "nothing/here" in str(info.value)
+        with pytest.raises(NotFoundError) as info:  # no format=: table detection, then files
+            lk.dataset(url, storage_options=store.storage_options).to_arrow()
+        assert "nothing/here" in str(info.value)
 
     def test_corrupt_file_raises_format_error_naming_it(
             self, written: tuple[Store, str, list[str], pa.Table]) -> None:

@@ -441,3 +441,13 @@ def test_time_spent_waiting_for_a_slow_commit_is_not_idle_time(
     stats = sink.run(stop_after_idle=1.5)
     assert sorted(lk.Table(table).read().column("id").to_pylist()) == list(range(150))
     assert stats.rows_written == 150 and stats.commits >= 2
+
+
+def test_the_settings_that_name_progress_records_are_read_only(tmp_path: Path) -> None:
+    sink = lk.KafkaDeltaSink("t", str(tmp_path / "t"), bootstrap_servers="127.0.0.1:1",
+                             group_id="g1", kafka_metadata=True, on_error="fail")
+    assert (sink.group_id, sink.kafka_metadata, sink.on_error) == ("g1", True, "fail")
+    # the loop seeks by the group's app ids and the commit thread writes them: one source
+    with pytest.raises(AttributeError):
+        sink.group_id = "g2"  # type: ignore[misc]
+    assert sink.group_id == "g1"
