@@ -80,7 +80,9 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter({}))
     level = log.level
-    log.addHandler(handler)
+    # JSON: on the root logger, so that kafka-python's warnings are JSON lines too
+    owner = logging.getLogger() if json_lines else log
+    owner.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
         return _run_sink(args, lambda secrets: handler.setFormatter(formatter(secrets)))
@@ -90,7 +92,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
         log.error("%s", exc, extra=event("error", error_type=type(exc).__name__))
         return 2
     finally:
-        log.removeHandler(handler)
+        owner.removeHandler(handler)
         log.setLevel(level)
 
 

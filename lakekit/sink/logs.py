@@ -14,6 +14,8 @@ passed with ``extra=`` (see :func:`event`): an ``event`` name and a dict of valu
     an event is ``error`` from level warning up and ``log`` below.
 ``message``
     The same sentence the text format prints.
+``logger``
+    The logger's name: ``lakekit.sink``, or ``kafka...`` for kafka-python's warnings.
 
 and then the event's own fields (:func:`commit_fields` lists a commit's). Values that look
 like credentials are removed from every line (:func:`lakekit.storage.redact`), whatever a
@@ -38,7 +40,7 @@ EVENTS = ("start", "commit", "rebalance", "error", "stop")
 
 _EVENT_ATTR = "lakekit_event"
 _FIELDS_ATTR = "lakekit_fields"
-_KEYS = ("ts", "level", "event", "message")
+_KEYS = ("ts", "level", "event", "message", "logger")
 
 
 def event(name: str, **fields: Any) -> dict[str, Any]:
@@ -120,6 +122,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": name,
             "message": record.getMessage(),
+            "logger": record.name,
         }
         fields = getattr(record, _FIELDS_ATTR, None)
         if isinstance(fields, Mapping):
