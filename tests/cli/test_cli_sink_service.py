@@ -227,31 +227,39 @@ def test_variables_drive_a_run_with_json_lines_and_the_command_line_wins(
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_credentials_from_files_never_show_even_on_errors(
+def test_credentials_from_the_environment_or_files_never_show_even_on_errors(
     kafka_broker: KafkaBroker, s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
+    aws = {"AWS_ACCESS_KEY_ID": f"AKIA-{SECRET}", "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_REGION": s3_server.region,
+           "AWS_ALLOW_HTTP": "true"}
     storage = tmp_path / "storage.env"
-    storage.write_text(
-        "# mounted from a Kubernetes secret\n"
-        f"AWS_ACCESS_KEY_ID=AKIA-{SECRET}\nAWS_SECRET_ACCESS_KEY={SECRET}\n"
-        f"AWS_ENDPOINT_URL={s3_server.endpoint_url}\nAWS_REGION={s3_server.region}\n"
-        "AWS_ALLOW_HTTP=true\n")
+    storage.write_text("# mounted from a Kubernetes secret\n"
+                       + "".join(f"{k}={v}\n" for k, v in aws.items()))
     consumer = tmp_path / "consumer.env"
     consumer.write_text(f"session_timeout_ms=6000\nsasl_plain_password={SECRET}\n")
     topic = f"svc-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 1)
-    produce(kafka_broker, topic, [event(i) for i in range(50)])
     uri = f"s3://{s3_bucket}/events"
     argv = ["--topic", topic, "--bootstrap-servers", kafka_broker.bootstrap_servers,
             "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", uri,
             "--consumer-options-file", str(consumer), "--stop-after-idle", "2"]
-    env = {"LAKEKIT_SINK_STORAGE_OPTIONS_FILE": str(storage)}
-
-    done = sink_process(argv, env)  # text lines
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "50 rows written" in done.stdout
-    assert SECRET not in done.stdout + done.stderr
     options = {**s3_server.storage_options, "key": f"AKIA-{SECRET}", "secret": SECRET}
+
+    # the standard AWS_* variables, as a pod gets them from a secret (no storage option)
+    produce(kafka_broker, topic, [event(i) for i in range(30)])
+    done = sink_process(argv, aws)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "30 rows written" in done.stdout
+    assert SECRET not in done.stdout + done.stderr
+
+    # an options file named by a variable
+    produce(kafka_broker, topic, [event(i) for i in range(30, 50)])
+    env = {"LAKEKIT_SINK_STORAGE_OPTIONS_FILE": str(storage)}
+    done = sink_process(argv, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "20 rows written" in done.stdout
+    assert SECRET not in done.stdout + done.stderr
     assert lk.Table(uri, storage_options=options).read().num_rows == 50
 
     produce(kafka_broker, topic, [b"{not json"])
