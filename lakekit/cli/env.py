@@ -7,7 +7,7 @@ command line wins over the environment; a required flag is satisfied by its vari
 Values are converted and checked as the flag's own would be (its ``type``, ``choices``);
 a repeatable flag takes a comma-separated list, or for ``KEY=VALUE`` flags one pair per
 line (values may hold commas); a switch (``--kafka-metadata``) takes ``true`` / ``false``
-(``1`` / ``0``, ``yes`` / ``no``).
+(``1`` / ``0``, ``yes`` / ``no``). A variable set empty counts as unset.
 
 :func:`read_options_file` reads credentials from a file of ``KEY=VALUE`` lines, so that
 they are never needed on a command line (where ``ps`` shows them).
@@ -94,8 +94,8 @@ def bind_env(parser: argparse.ArgumentParser, *, prefix: str,
             continue
         name = env_name(prefix, longs[0])
         text = env.get(name)
-        if text is None:
-            continue
+        if text is None or not text.strip():
+            continue  # unset, or set empty (``-e VAR=``): the flag's default
         source = _FromEnv(action, name, text)
         if isinstance(action, argparse._AppendAction):
             default = _EnvList()

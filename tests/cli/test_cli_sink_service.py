@@ -101,6 +101,10 @@ def test_every_flag_reads_its_variable_as_the_command_line_would(
     assert main(["sink"]) == 0
     assert parsed[-1].topic == ["env-a", "env-b"] and parsed[-1].max_batch_seconds == 7.0
 
+    monkeypatch.setenv("LAKEKIT_SINK_MAX_BATCH_SECONDS", "")  # set empty: the default
+    assert main(["sink"]) == 0
+    assert parsed[-1].max_batch_seconds == 10.0
+
 
 @pytest.mark.parametrize("name, value, expected", [
     ("LAKEKIT_SINK_MAX_BATCH_BYTES", f"lots-{SECRET}", "expected a size such as"),
