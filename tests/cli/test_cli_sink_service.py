@@ -214,6 +214,9 @@ def test_variables_drive_a_run_with_json_lines_and_the_command_line_wins(
     assigned = [p for line in lines if line["event"] == "rebalance"
                 for p in line.get("assigned", [])]
     assert sorted(assigned) == [f"{topic}[0]", f"{topic}[1]"]
+    revoked = [p for line in lines if line["event"] == "rebalance"
+               for p in line.get("revoked", [])]
+    assert sorted(revoked) == [f"{topic}[0]", f"{topic}[1]"]  # leaving the group at the stop
     commits = [line for line in lines if line["event"] == "commit"]
     assert len(commits) >= 4  # --max-batch-rows 50 won over the variable's 100000
     assert all(c["records"] <= 50 for c in commits)
