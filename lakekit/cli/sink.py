@@ -1,11 +1,23 @@
-"""``lakekit sink``: stream Kafka topics into a Delta table, exactly once."""
+"""``lakekit sink``: stream Kafka topics into a Delta table, exactly once.
+
+Run as a service: every flag is also read from a ``LAKEKIT_SINK_<FLAG>`` environment
+variable (:func:`~lakekit.cli.env.bind_env`), credentials from ``--storage-options-file``
+/ ``--consumer-options-file`` (``KEY=VALUE`` lines) or the environment, and
+``--log-format json`` writes one JSON object per log line on stderr
+(:class:`~lakekit.sink.logs.JsonFormatter`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
+from lakekit.cli.env import bind_env, read_options_file
 from lakekit.cli.options import add_storage_option, byte_size, key_values, storage_options
+from lakekit.errors import LakekitError
 
 __all__ = ["register"]
 
@@ -29,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--consumer-option", action="append", metavar="KEY=VALUE",
                    help="a kafka-python consumer setting (repeatable), e.g. "
                         "session_timeout_ms=6000 or security_protocol=SASL_SSL")
+    p.add_argument("--storage-options-file", default=None, metavar="PATH",
+                   help="storage options as KEY=VALUE lines (credentials; --storage-option "
+                        "wins for a key given both ways)")
+    p.add_argument("--consumer-options-file", default=None, metavar="PATH",
+                   help="consumer settings as KEY=VALUE lines, e.g. sasl_plain_password=... "
+                        "(--consumer-option wins for a key given both ways)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="stderr log lines as text (default) or one JSON object per line")
     p.add_argument("--decoder", choices=["json", "raw"], default="json",
                    help="how message values are decoded (default json)")
     p.add_argument("--on-error", choices=["dead_letter", "fail"], default="dead_letter",
@@ -43,23 +63,57 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop once no message arrived for S seconds (default: run until "
                         "SIGINT / SIGTERM)")
     p.set_defaults(handler=_cmd_sink)
+    bind_env(p, prefix="LAKEKIT_SINK_")  # last: covers every flag above
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
-    import logging
+    from lakekit.sink.logs import JsonFormatter, TextFormatter, event
 
+    json_lines = args.log_format == "json"
+
+    def formatter(secrets: dict[str, Any]) -> logging.Formatter:
+        if json_lines:
+            return JsonFormatter(secrets=secrets)
+        return TextFormatter("lakekit sink", secrets=secrets)
+
+    log = logging.getLogger("lakekit.sink")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter({}))
+    level = log.level
+    # JSON: on the root logger, so that kafka-python's warnings are JSON lines too
+    owner = logging.getLogger() if json_lines else log
+    owner.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        return _run_sink(args, lambda secrets: handler.setFormatter(formatter(secrets)))
+    except LakekitError as exc:
+        if not json_lines:
+            raise  # main() prints it as one line
+        log.error("%s", exc, extra=event("error", error_type=type(exc).__name__))
+        return 2
+    finally:
+        owner.removeHandler(handler)
+        log.setLevel(level)
+
+
+def _run_sink(args: argparse.Namespace,
+              set_secrets: Callable[[dict[str, Any]], None]) -> int:
     import lakekit as lk
     from lakekit.sink.consumer import consumer_options
 
-    log = logging.getLogger("lakekit.sink")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("lakekit sink: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
     topics = [t.strip() for arg in args.topic for t in arg.split(",") if t.strip()]
-    storage = storage_options(args.storage_option)
-    consumer = consumer_options(key_values("--consumer-option", args.consumer_option))
+    storage: dict[str, str] = {}
+    consumer: dict[str, Any] = {}
+    if args.storage_options_file:
+        storage.update((line.key, line.value) for line in read_options_file(
+            args.storage_options_file, flag="--storage-options-file"))
+    if args.consumer_options_file:
+        for line in read_options_file(args.consumer_options_file,
+                                      flag="--consumer-options-file"):
+            consumer.update(consumer_options([(line.key, line.value)], flag=line.where))
+    storage.update(storage_options(args.storage_option))
+    consumer.update(consumer_options(key_values("--consumer-option", args.consumer_option)))
+    set_secrets({**storage, **consumer})  # from now on no log line shows their values
     sink = lk.KafkaDeltaSink(
         topics, args.table, bootstrap_servers=args.bootstrap_servers, group_id=args.group_id,
         storage_options=storage, consumer_config=consumer, decoder=args.decoder,

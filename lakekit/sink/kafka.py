@@ -44,6 +44,7 @@ from lakekit.sink.consumer import (
 from lakekit.sink.consumer import consumer_config as consumer_config_of
 from lakekit.sink.deadletter import default_dead_letter_uri
 from lakekit.sink.decode import Decoder, make_decoder
+from lakekit.sink.logs import commit_fields, event
 from lakekit.sink.memory import prompt_arrow_pool, tune_malloc
 from lakekit.sink.prepare import HeldBytes, JobContext, JobResult, app_id, commit_job
 from lakekit.sink.stats import SinkStats, tp_name
@@ -292,6 +293,10 @@ class KafkaDeltaSink:
         clean = False
         try:
             consumer.subscribe(self.topics, listener=_listener(self))
+            log.info("sink started: topics %s -> %s (group %s)", ", ".join(self.topics),
+                     self._main.url, self.group_id, extra=event(
+                         "start", topics=self.topics, table=self._main.url,
+                         dead_letter_table=self.dead_letter_url, group_id=self.group_id))
             self._loop(stop_after_idle, max_messages)
             self._collect(block=True)
             if len(self._buffer):
@@ -309,14 +314,19 @@ class KafkaDeltaSink:
                 # leaves the group; bounded (a join still in flight is not waited out)
                 consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
             except Exception as exc:  # leaving the group is best effort
-                log.warning("closing the Kafka consumer failed: %s", exc)
+                log.warning("closing the Kafka consumer failed: %s", exc,
+                            extra=event("error", error_type=type(exc).__name__))
             with self._lock:
                 self._stats = replace(self._stats,
                                       elapsed_seconds=time.monotonic() - self._started)
         stats = self.stats
         log.info("sink stopped: %d records in, %d rows written, %d dead-lettered, "
                  "%d commits in %.1fs", stats.records_in, stats.rows_written,
-                 stats.dead_lettered, stats.commits, stats.elapsed_seconds)
+                 stats.dead_lettered, stats.commits, stats.elapsed_seconds, extra=event(
+                     "stop", records_in=stats.records_in, rows_written=stats.rows_written,
+                     dead_lettered=stats.dead_lettered, commits=stats.commits,
+                     table_version=stats.table_version, offsets=stats.offsets,
+                     elapsed_seconds=round(stats.elapsed_seconds, 3)))
         return stats
 
     # --- setup ----------------------------------------------------------------------------
@@ -366,7 +376,9 @@ class KafkaDeltaSink:
                         f"{type(exc).__name__}: {exc}"
                     ) from None
                 log.warning("Kafka poll failed (%d/%d), retrying: %s", failures,
-                            _MAX_POLL_FAILURES, exc)
+                            _MAX_POLL_FAILURES, exc, extra=event(
+                                "error", error_type=type(exc).__name__, retrying=True,
+                                attempt=failures))
                 time.sleep(min(5.0, 0.2 * 2 ** failures))
                 continue
             self._raise_pending()
@@ -516,7 +528,7 @@ class KafkaDeltaSink:
             if high is not None:
                 lag[tp_name(*tp)] = max(0, int(high) - out.committed[tp] - 1)
         summary = result.summary(lag)
-        log.info("%s", summary)
+        log.info("%s", summary, extra=event("commit", **commit_fields(summary)))
         with self._lock:
             s = self._stats
             self._stats = replace(
@@ -538,7 +550,8 @@ class KafkaDeltaSink:
     def _handle_lost(self, tp: TopicPartitionKey, found: int | None) -> int:
         """Another writer committed ``tp``: forget our rows of it and re-read from the table's."""
         log.warning("%s was committed by another writer (table has offset %s); dropping the "
-                    "buffered messages of it and re-reading from there", tp_name(*tp), found)
+                    "buffered messages of it and re-reading from there", tp_name(*tp), found,
+                    extra=event("rebalance", lost=[tp_name(*tp)], table_offset=found))
         dropped = self._buffer.drop([tp])
         self._kafka_pending.pop(tp, None)
         if tp in self._owned:
@@ -573,8 +586,9 @@ class KafkaDeltaSink:
         if len(self._buffer):
             self._submit("rebalance")
             self._collect(block=True)
-        log.info("partitions revoked after flushing: %s",
-                 ", ".join(sorted(tp_name(*tp) for tp in self._owned)))
+        revoked_names = sorted(tp_name(*tp) for tp in self._owned)
+        log.info("partitions revoked after flushing: %s", ", ".join(revoked_names),
+                 extra=event("rebalance", revoked=revoked_names))
         self._owned.clear()
         self._expected.clear()
         self._kafka_pending.clear()
@@ -585,7 +599,9 @@ class KafkaDeltaSink:
         dropped = self._buffer.drop(keys)
         log.warning("lost partitions %s (group membership expired); dropped %d buffered "
                     "messages, which their new owner reads again",
-                    ", ".join(sorted(tp_name(*k) for k in keys)), dropped)
+                    ", ".join(sorted(tp_name(*k) for k in keys)), dropped,
+                    extra=event("rebalance", lost=sorted(tp_name(*k) for k in keys),
+                                dropped=dropped))
         self._owned.clear()
         self._expected.clear()
         self._kafka_pending.clear()
@@ -609,10 +625,12 @@ class KafkaDeltaSink:
         self._last_activity = time.monotonic()
         with self._lock:
             self._stats = replace(self._stats, rebalances=self._stats.rebalances + 1)
+        start = {tp_name(*k): (v + 1 if (v := self._expected[k]) is not None
+                               else self._consumer_config["auto_offset_reset"])
+                 for k in sorted(keys)}
         log.info("partitions assigned: %s", ", ".join(
-            f"{tp_name(*k)} from " + (str(v + 1) if (v := self._expected[k]) is not None
-                                      else self._consumer_config["auto_offset_reset"])
-            for k in sorted(keys)) or "none")
+            f"{name} from {offset}" for name, offset in start.items()) or "none",
+            extra=event("rebalance", assigned=list(start), start_offsets=start))
 
 
 def _listener(sink: KafkaDeltaSink) -> Any:
