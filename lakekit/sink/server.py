@@ -163,7 +163,7 @@ class SinkServer:
                  timeout: float, not_ready: Callable[[], str | None]) -> None:
         prometheus = import_optional("prometheus_client", purpose="the sink's metrics_port")
         self.host = host
-        self.port = int(port)
+        self.port = self._requested = int(port)
         self.clock = clock
         self.timeout = float(timeout)
         self.not_ready = not_ready
@@ -190,14 +190,14 @@ class SinkServer:
         """
         cls = _Server6 if ":" in self.host else _Server
         try:
-            httpd = cls((self.host, self.port), _Handler)
+            httpd = cls((self.host, self._requested), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
-                    f"metrics_port {self.port} on {self.host} is already in use (another "
+                    f"metrics_port {self._requested} on {self.host} is already in use (another "
                     "sink or service?); stop it or choose another metrics_port "
                     "(--metrics-port)") from None
-            raise ConfigError(f"cannot serve metrics on {self.host}:{self.port}: "
+            raise ConfigError(f"cannot serve metrics on {self.host}:{self._requested}: "
                               f"{exc.strerror or exc}; check metrics_host and metrics_port"
                               ) from None
         httpd.sink_server = self
