@@ -11,7 +11,9 @@
    of the same process after imports, before consuming.
 
 Run: ``python benchmarks/bench_sink.py [throughput|files|memory|all] [--messages N]
-[--memory-mb MB]``. Prints Markdown tables for docs/benchmarks.md.
+[--memory-mb MB] [--metrics]``. Prints Markdown tables for docs/benchmarks.md. With
+``--metrics``, each throughput rep also runs the sink with ``metrics_port`` on and
+``/metrics`` scraped once a second (issue 11's target: within 2% of the sink without).
 """
 
 from __future__ import annotations
@@ -128,9 +130,23 @@ def _sink_child(bootstrap: str, topic: str, n: int, table: str) -> dict[str, Any
     (leaving the group afterwards is not counted)."""
     import lakekit as lk
 
+    metrics = os.environ.get("LAKEKIT_BENCH_METRICS") == "1"
     sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap,
-                             group_id=f"sink-{time.time_ns()}", consumer_config=SESSION)
+                             group_id=f"sink-{time.time_ns()}", consumer_config=SESSION,
+                             **({"metrics_port": 0, "metrics_host": "127.0.0.1"}
+                                if metrics else {}))
     marks: dict[str, float] = {}
+    scrapes = [0]
+
+    def scrape() -> None:  # what Prometheus does, once a second
+        import urllib.request
+
+        while "end" not in marks:
+            time.sleep(1.0)
+            url = sink.metrics_url
+            if url and not url.endswith(":0"):
+                with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+                    scrapes[0] += bool(resp.read())
 
     def watch() -> None:
         while "end" not in marks:
@@ -143,11 +159,15 @@ def _sink_child(bootstrap: str, topic: str, n: int, table: str) -> dict[str, Any
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    scraper = threading.Thread(target=scrape, daemon=True)
+    if metrics:
+        scraper.start()
     stats = sink.run(max_messages=n)
     watcher.join(timeout=1)
     elapsed = marks.get("end", time.monotonic()) - marks["first"]
     return {"msgs_s": stats.records_in / elapsed, "mb_s": stats.bytes_in / elapsed / 1e6,
-            "elapsed": elapsed, "commits": stats.commits, "wait_s": stats.wait_seconds}
+            "elapsed": elapsed, "commits": stats.commits, "wait_s": stats.wait_seconds,
+            "scrapes": scrapes[0]}
 
 
 def _child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -171,12 +191,13 @@ def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
     return _child("sink", broker.bootstrap_servers, topic, str(n), table, env=env)
 
 
-def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict[str, Any]:
+def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int,
+                     metrics: bool = False) -> dict[str, Any]:
     topic = "bench-throughput"
     broker.create_topic(topic, PARTITIONS)
     mb = produce(broker, topic, n)
     print(f"produced {n:,} messages ({mb:.0f} MB) to {PARTITIONS} partitions", flush=True)
-    raws, sinks = [], []
+    raws, sinks, with_metrics = [], [], []
     for rep in range(reps):
         raws.append(raw_consume(broker, topic, n))
         print(f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
@@ -184,6 +205,11 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict
         sinks.append(sink_consume(broker, topic, n, table))
         print(f"sink: {sinks[-1]['msgs_s']:,.0f} msg/s, waited for commits "
               f"{sinks[-1]['wait_s']:.1f}s of {sinks[-1]['elapsed']:.1f}s", flush=True)
+        if metrics:
+            with_metrics.append(sink_consume(broker, topic, n, str(root / f"metrics-{rep}"),
+                                             env={"LAKEKIT_BENCH_METRICS": "1"}))
+            print(f"sink with metrics on: {with_metrics[-1]['msgs_s']:,.0f} msg/s "
+                  f"({with_metrics[-1]['scrapes']} scrapes)", flush=True)
     raws.append(raw_consume(broker, topic, n))
     print(f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
     # each sink run against the mean of the raw runs just before and after it
@@ -198,6 +224,7 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int) -> dict
     print(f"sink with kafka-python's records: {plain['msgs_s']:,.0f} msg/s; "
           f"raw kafka-python: {raws[-1]['msgs_s']:,.0f} msg/s", flush=True)
     return {"n": n, "mb": mb, "raws": raws, "sinks": sinks, "ratios": ratios,
+            "with_metrics": with_metrics,
             "ratio": float(np.median(ratios)), "sink": sinks[best],
             "table": str(root / f"throughput-{best}"), "plain": plain}
 
@@ -350,6 +377,8 @@ def main() -> None:
                         help="topic size for the memory run (default 2000 MB)")
     parser.add_argument("--steady-seconds", type=float, default=40.0)
     parser.add_argument("--reps", type=int, default=3, help="sink runs, interleaved with raw")
+    parser.add_argument("--metrics", action="store_true",
+                        help="throughput: also run each rep with metrics on, scraped every 1 s")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     print(f"machine: {machine()}\ndate: {datetime.date.today()}", flush=True)
@@ -357,7 +386,7 @@ def main() -> None:
         with tansu_broker() as broker:
             tp = None
             if args.which in ("throughput", "files", "all"):
-                tp = bench_throughput(broker, args.messages, root, args.reps)
+                tp = bench_throughput(broker, args.messages, root, args.reps, args.metrics)
                 print("\n### 1. Throughput (1 KB JSON, 4 partitions, Delta on local disk)\n")
                 print("| run | messages/s | MB/s | sink vs ceiling |\n"
                       "| --- | ---: | ---: | ---: |")
@@ -376,6 +405,15 @@ def main() -> None:
                 print(f"\nmedian sink / ceiling: **{tp['ratio']:.0%}** (each sink run against "
                       f"the mean of the raw runs before and after it); {tp['n']:,} messages "
                       f"({tp['mb']:.0f} MB) per run; target >= 75%.", flush=True)
+                if tp["with_metrics"]:
+                    off = [s["msgs_s"] for s in tp["sinks"]]
+                    on = [s["msgs_s"] for s in tp["with_metrics"]]
+                    print("\n| sink, metrics off / on (scraped every 1 s) | messages/s off | "
+                          "messages/s on | on / off |\n| --- | ---: | ---: | ---: |")
+                    for i, (a, b) in enumerate(zip(off, on, strict=True)):
+                        print(f"| rep {i + 1} | {a:,.0f} | {b:,.0f} | {b / a:.1%} |")
+                    print(f"\nmedian on / off: **{np.median(on) / np.median(off):.1%}** "
+                          "(target >= 98%)", flush=True)
             if args.which in ("files", "all") and tp is not None:
                 fl = bench_files(broker, tp, root, args.steady_seconds)
                 print("\n### 2. Files and commits at the default settings\n")

@@ -49,6 +49,7 @@ OPTIONAL: dict[str, Optional] = {
     "adlfs": Optional("adlfs", "azure"),
     "kafka": Optional("kafka-python", "kafka"),
     "crc32c": Optional("crc32c", "kafka"),
+    "prometheus_client": Optional("prometheus-client", "metrics"),
     "pandas": Optional("pandas", "pandas"),
     "airflow": Optional("apache-airflow", "airflow"),
     "ipywidgets": Optional("ipywidgets", "notebook"),

@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after-idle", type=float, default=None, metavar="S",
                    help="stop once no message arrived for S seconds (default: run until "
                         "SIGINT / SIGTERM)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics (Prometheus), /livez and /readyz on this port "
+                        "(needs lakekit[metrics])")
+    p.add_argument("--metrics-host", default="0.0.0.0", metavar="ADDRESS",
+                   help="address for --metrics-port (default 0.0.0.0)")
     p.set_defaults(handler=_cmd_sink)
     bind_env(p, prefix="LAKEKIT_SINK_")  # last: covers every flag above
 
@@ -120,7 +125,7 @@ def _run_sink(args: argparse.Namespace,
         schema=args.schema, partition_by=args.partition_by, kafka_metadata=args.kafka_metadata,
         max_batch_rows=args.max_batch_rows, max_batch_bytes=args.max_batch_bytes,
         max_batch_seconds=args.max_batch_seconds, dead_letter_table=args.dead_letter_table,
-        on_error=args.on_error,
+        on_error=args.on_error, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )
     stats = sink.run(stop_after_idle=args.stop_after_idle)
     dead = f" ({sink.dead_letter_url})" if stats.dead_lettered else ""

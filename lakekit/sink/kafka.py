@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Literal
 
-from lakekit.errors import BrokerError, ConfigError
+from lakekit.errors import BrokerError, ConfigError, TableError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
 from lakekit.sink.commit import DeltaTarget
 from lakekit.sink.consumer import (
@@ -46,7 +46,9 @@ from lakekit.sink.deadletter import default_dead_letter_uri
 from lakekit.sink.decode import Decoder, make_decoder
 from lakekit.sink.logs import commit_fields, event
 from lakekit.sink.memory import prompt_arrow_pool, tune_malloc
+from lakekit.sink.metrics import commit_fields
 from lakekit.sink.prepare import HeldBytes, JobContext, JobResult, app_id, commit_job
+from lakekit.sink.server import LoopClock, make_server
 from lakekit.sink.stats import SinkStats, tp_name
 from lakekit.sink.validate import resolve_sink_schema
 from lakekit.storage import retry_call
@@ -101,6 +103,17 @@ class KafkaDeltaSink:
         ``"dead_letter"`` (default) or ``"fail"``: stop at the first bad record with a
         :class:`~lakekit.errors.BadRecordError` naming its topic, partition and offset
         (nothing of its batch is committed).
+    metrics_port
+        Serve ``/metrics`` (Prometheus), ``/livez`` and ``/readyz`` on this port while
+        :meth:`run` runs (``0``: a free port, see :attr:`metrics_url`). Needs
+        ``pip install 'lakekit[metrics]'``. A port in use fails :meth:`run` with a
+        :class:`~lakekit.errors.ConfigError` before anything is consumed.
+    metrics_host
+        The address to listen on: ``"0.0.0.0"`` (default, what container probes and
+        scrapers reach) or e.g. ``"127.0.0.1"``.
+    liveness_timeout
+        Seconds the consume loop may go without turning (waiting for its own commit
+        aside) before ``/livez`` fails; default ``max(60, 3 * max_batch_seconds)``.
 
     Examples
     --------
@@ -145,6 +158,9 @@ class KafkaDeltaSink:
         max_batch_seconds: float = 10.0,
         dead_letter_table: str | None = None,
         on_error: Literal["dead_letter", "fail"] = "dead_letter",
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
+        liveness_timeout: float | None = None,
     ) -> None:
         self.topics = [topic] if isinstance(topic, str) else [str(t) for t in topic]
         if not self.topics or not all(self.topics):
@@ -181,6 +197,12 @@ class KafkaDeltaSink:
             group_id=group_id, kafka_metadata=bool(kafka_metadata), on_error=on_error,
             trim_memory=self._trim_memory, held=HeldBytes())
         self._stats = SinkStats()
+        self._clock = LoopClock()
+        self._server = make_server(
+            metrics_port, metrics_host, liveness_timeout=liveness_timeout,
+            max_batch_seconds=self.max_batch_seconds, stats=lambda: self.stats,
+            info={"group": group_id, "topics": ",".join(self.topics)}, clock=self._clock,
+            not_ready=self._not_ready)
         self._reset_run_state()
 
     # --- public ---------------------------------------------------------------------------
@@ -223,6 +245,12 @@ class KafkaDeltaSink:
         if self._started is not None and self._running:
             stats = replace(stats, elapsed_seconds=time.monotonic() - self._started)
         return stats
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port`` of ``/metrics``, ``/livez`` and ``/readyz`` (the real port
+        once :meth:`run` has started with ``metrics_port=0``); ``None`` without a port."""
+        return self._server.url if self._server is not None else None
 
     def committed_offset(self, topic: str, partition: int) -> int | None:
         """The last offset of ``topic[partition]`` recorded in the table (``None``: none yet).
@@ -283,6 +311,24 @@ class KafkaDeltaSink:
             return self._run(stop_after_idle, max_messages)
 
     def _run(self, stop_after_idle: float | None, max_messages: int | None) -> SinkStats:
+        if self._server is None:
+            return self._run_consumer(stop_after_idle, max_messages)
+        self._server.start()  # before consuming: a port in use fails here
+        try:
+            return self._run_consumer(stop_after_idle, max_messages)
+        finally:
+            self._server.stop()
+
+    def _not_ready(self) -> str | None:
+        """Why ``/readyz`` fails, or ``None`` (read by the metrics server's thread)."""
+        if self._stop.is_set():
+            return "stopping"
+        if not (self._running and self._assigned_once):
+            return "connecting, waiting for the consumer group to assign partitions"
+        return None
+
+    def _run_consumer(self, stop_after_idle: float | None,
+                      max_messages: int | None) -> SinkStats:
         consumer = connect(self._consumer_config)
         self._consumer = consumer
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lakekit-sink-commit")
@@ -347,6 +393,7 @@ class KafkaDeltaSink:
         self._last_activity = time.monotonic()
         self._consumer = None
         self._executor = None
+        self._clock.turn()
 
     # --- the consume loop -----------------------------------------------------------------
 
@@ -357,6 +404,7 @@ class KafkaDeltaSink:
         failures = 0
         max_records = int(self._consumer_config["max_poll_records"])
         while not self._stop.is_set():
+            self._clock.turn()
             self._raise_pending()
             self._wait_for_room()
             want = max_records
@@ -392,12 +440,15 @@ class KafkaDeltaSink:
                 before = self._buffer.nbytes
                 n += self._buffer.add(key, recs)
                 nbytes += self._buffer.nbytes - before
-            if n:
+            buffered = self._buffered_bytes()
+            if n or buffered != self._stats.buffered_bytes:
                 consumed += n
-                self._last_activity = time.monotonic()
+                if n:
+                    self._last_activity = time.monotonic()
                 with self._lock:
                     self._stats = replace(self._stats, records_in=self._stats.records_in + n,
-                                          bytes_in=self._stats.bytes_in + nbytes)
+                                          bytes_in=self._stats.bytes_in + nbytes,
+                                          buffered_bytes=buffered)
             self._collect(block=False)
             self._commit_kafka_offsets(sync=False)
             reason = self._flush_reason()
@@ -416,14 +467,21 @@ class KafkaDeltaSink:
         by part)."""
         inflight, future, held = self._inflight, self._future, self._job.held
         start = time.monotonic()
-        while (inflight is not None and future is not None and not future.done()
-               and inflight.held + held.value > 0
-               and self._buffer.nbytes + inflight.held + held.value
-               >= self.max_batch_bytes):
-            time.sleep(0.005)
+        with self._clock.waiting():
+            while (inflight is not None and future is not None and not future.done()
+                   and inflight.held + held.value > 0
+                   and self._buffer.nbytes + inflight.held + held.value
+                   >= self.max_batch_bytes):
+                time.sleep(0.005)
         waited = time.monotonic() - start
         if waited > 0.001:
             self._waited(waited)
+
+    def _buffered_bytes(self) -> int:
+        """Consumed bytes not committed yet: the buffer's and the job in flight's."""
+        inflight = self._inflight
+        held = inflight.held + self._job.held.value if inflight is not None else 0
+        return self._buffer.nbytes + held
 
     def _waited(self, seconds: float) -> None:
         """Count time spent waiting for the commit thread; it is not idle time, so that
@@ -476,7 +534,8 @@ class KafkaDeltaSink:
         """Hand the buffer to the commit thread (after the previous job is done)."""
         if self._future is not None and not self._future.done():
             start = time.monotonic()
-            self._future.exception()  # wait; _collect re-raises
+            with self._clock.waiting():
+                self._future.exception()  # wait; _collect re-raises
             self._waited(time.monotonic() - start)
         self._collect(block=True)
         if not len(self._buffer):
@@ -496,7 +555,14 @@ class KafkaDeltaSink:
             return
         self._future = None
         self._inflight = None
-        result = future.result()  # re-raises the job's error
+        try:
+            with self._clock.waiting():
+                result = future.result()  # re-raises the job's error
+        except TableError:
+            with self._lock:  # storage or conflicts that retries did not cure
+                self._stats = replace(self._stats,
+                                      commit_failures=self._stats.commit_failures + 1)
+            raise
         self._apply(result)
 
     def _drain_quietly(self) -> None:
@@ -545,6 +611,8 @@ class KafkaDeltaSink:
                 lag={**s.lag, **lag},
                 commit_seconds=s.commit_seconds + result.decode_seconds + result.commit_seconds,
                 last_commit=summary,
+                **commit_fields(s, result),
+                buffered_bytes=self._buffered_bytes(),
             )
 
     def _handle_lost(self, tp: TopicPartitionKey, found: int | None) -> int:
@@ -592,6 +660,11 @@ class KafkaDeltaSink:
         self._owned.clear()
         self._expected.clear()
         self._kafka_pending.clear()
+        self._set_assigned()
+
+    def _set_assigned(self) -> None:
+        with self._lock:
+            self._stats = replace(self._stats, assigned_partitions=len(self._owned))
 
     def _on_lost(self, lost: Sequence[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in lost]
@@ -605,6 +678,7 @@ class KafkaDeltaSink:
         self._owned.clear()
         self._expected.clear()
         self._kafka_pending.clear()
+        self._set_assigned()
 
     def _on_assigned(self, assigned: Sequence[Any]) -> None:
         self._collect(block=True)
@@ -624,7 +698,8 @@ class KafkaDeltaSink:
         self._assigned_once = True
         self._last_activity = time.monotonic()
         with self._lock:
-            self._stats = replace(self._stats, rebalances=self._stats.rebalances + 1)
+            self._stats = replace(self._stats, rebalances=self._stats.rebalances + 1,
+                                  assigned_partitions=len(self._owned))
         start = {tp_name(*k): (v + 1 if (v := self._expected[k]) is not None
                                else self._consumer_config["auto_offset_reset"])
                  for k in sorted(keys)}

@@ -2,16 +2,74 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from lakekit.sink._html import sink_stats_html, sink_stats_repr
 
-__all__ = ["CommitSummary", "SinkStats"]
+__all__ = ["BATCH_RECORDS_BUCKETS", "DURATION_BUCKETS", "CommitSummary", "Histogram",
+           "SinkStats"]
+
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+"""Upper bounds (seconds) of the decode and commit duration histograms."""
+BATCH_RECORDS_BUCKETS = (10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 50_000.0, 100_000.0,
+                         500_000.0, 1_000_000.0)
+"""Upper bounds of the records-per-batch histogram."""
 
 
 def tp_name(topic: str, partition: int) -> str:
     """``topic[partition]``, the key used in stats mappings."""
     return f"{topic}[{partition}]"
+
+
+def split_tp_name(name: str) -> tuple[str, int]:
+    """The inverse of :func:`tp_name` (Kafka topic names cannot contain brackets).
+
+    Examples
+    --------
+    >>> split_tp_name(tp_name("events.v2", 3))
+    ('events.v2', 3)
+    """
+    topic, _, rest = name.rpartition("[")
+    return topic, int(rest.rstrip("]"))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of observed values per bucket (``counts[i]``: values <= ``bounds[i]`` and
+    above the bound before; the last count is above every bound), and their sum.
+
+    Examples
+    --------
+    >>> h = Histogram((1.0, 10.0)).observe(0.5).observe(3.0).observe(30.0)
+    >>> h.counts, h.cumulative(), h.count, h.sum
+    ((1, 1, 1), [1, 2, 3], 3, 33.5)
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...] = ()
+    sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            object.__setattr__(self, "counts", (0,) * (len(self.bounds) + 1))
+
+    @property
+    def count(self) -> int:
+        """How many values were observed."""
+        return sum(self.counts)
+
+    def observe(self, value: float) -> Histogram:
+        """A new histogram with ``value`` counted."""
+        i = bisect_left(self.bounds, value)
+        counts = list(self.counts)
+        counts[i] += 1
+        return Histogram(self.bounds, tuple(counts), self.sum + value)
+
+    def cumulative(self) -> list[int]:
+        """Values <= each bound, then all of them (Prometheus' ``le`` buckets)."""
+        return list(accumulate(self.counts))
 
 
 @dataclass(frozen=True)
@@ -95,6 +153,25 @@ class SinkStats:
     """Time the consume loop waited for the previous commit to finish (backpressure)."""
     last_commit: CommitSummary | None = None
     """The most recent commit."""
+    commit_retries: int = 0
+    """Commit attempts beyond the first (conflicts and transient storage errors)."""
+    commit_failures: int = 0
+    """Commits that failed after their retries (the sink then stops)."""
+    commit_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    """Seconds each commit took once its batch was decoded (the Delta commits, retries
+    included)."""
+    decode_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    """Seconds each batch took to decode, validate and write its files."""
+    batch_records: Histogram = field(
+        default_factory=lambda: Histogram(BATCH_RECORDS_BUCKETS))
+    """Records per flushed batch."""
+    last_commit_at: float | None = None
+    """Wall-clock time (Unix seconds) of the last commit."""
+    assigned_partitions: int = 0
+    """Partitions this process holds now."""
+    buffered_bytes: int = 0
+    """Bytes of consumed messages not committed yet: buffered, or held by the commit in
+    flight (as of the last poll)."""
 
     @property
     def records_per_second(self) -> float:
