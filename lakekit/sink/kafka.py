@@ -46,7 +46,7 @@ from lakekit.sink.deadletter import default_dead_letter_uri
 from lakekit.sink.decode import Decoder, make_decoder
 from lakekit.sink.logs import commit_fields, event
 from lakekit.sink.memory import prompt_arrow_pool, tune_malloc
-from lakekit.sink.metrics import commit_fields
+from lakekit.sink.metrics import stats_after_commit
 from lakekit.sink.prepare import HeldBytes, JobContext, JobResult, app_id, commit_job
 from lakekit.sink.server import LoopClock, make_server
 from lakekit.sink.stats import SinkStats, tp_name
@@ -611,7 +611,7 @@ class KafkaDeltaSink:
                 lag={**s.lag, **lag},
                 commit_seconds=s.commit_seconds + result.decode_seconds + result.commit_seconds,
                 last_commit=summary,
-                **commit_fields(s, result),
+                **stats_after_commit(s, result),
                 buffered_bytes=self._buffered_bytes(),
             )
 

@@ -22,7 +22,7 @@ from lakekit.sink.stats import Histogram, SinkStats, split_tp_name
 if TYPE_CHECKING:
     from lakekit.sink.prepare import JobResult
 
-__all__ = ["PREFIX", "SinkCollector", "commit_fields", "metric_names"]
+__all__ = ["PREFIX", "SinkCollector", "metric_names", "stats_after_commit"]
 
 PREFIX = "lakekit_sink_"
 
@@ -51,7 +51,7 @@ _HISTOGRAMS = (
 )
 
 
-def commit_fields(s: SinkStats, result: JobResult) -> dict[str, Any]:
+def stats_after_commit(s: SinkStats, result: JobResult) -> dict[str, Any]:
     """The :class:`SinkStats` fields a finished commit job updates for the metrics (retries,
     the duration and size histograms, the commit time), to apply with the rest."""
     return {"commit_retries": s.commit_retries + max(0, result.outcome.attempts - 1),
