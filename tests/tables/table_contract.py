@@ -16,6 +16,9 @@ options, tag races and concurrent appends through conditional puts, secrets).
 
 The module is not named ``contract.py``: tests/io/contract.py holds that name in
 ``sys.path``'s flat namespace of test modules, as test_contract.py does for test files.
+
+Longer than 500 lines because it is one list of behaviours, the contract's tests moved as
+they were; split, a backend could be given half of them.
 """
 
 from __future__ import annotations
