@@ -1,5 +1,8 @@
-"""Versioned tables on the moto S3 server: the same API as on disk, tags shared through the
-bucket, and several processes appending to one table at once."""
+"""Versioned tables on the moto S3 server: what only this backend does. deltalake-style
+options and a tag race settled by conditional puts (If-None-Match), secrets kept out of reprs
+and errors, and several processes appending to one table at once. The API's behaviour on S3
+(versions, tags shared through the bucket, restore, vacuum...) is the contract's
+(table_contract.py, run by test_table_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +10,11 @@ import multiprocessing as mp
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-import s3fs
 from _support.tables_race import claim_tag_concurrently
 
 import lakekit as lk
-from lakekit.errors import NotFoundError, SchemaMismatchError, TableError, VersionNotFoundError
+from lakekit.errors import NotFoundError, SchemaMismatchError, TableError
 
 pytestmark = pytest.mark.s3
 
@@ -27,31 +28,6 @@ def rows(start: int, n: int, writer: int = -1) -> pa.Table:
 
 def ids(table: pa.Table) -> list[int]:
     return sorted(table.column("id").to_pylist())
-
-
-def test_versions_tags_restore_and_vacuum_on_s3(s3_bucket: str, s3_options: dict[str, Any]) -> None:
-    uri = f"s3://{s3_bucket}/events"
-    t = lk.Table(uri, storage_options=s3_options)
-    assert repr(t) == f"Table('{uri}')"
-    assert t.write(rows(0, 3), metadata={"load": "initial"}) == 0
-    assert t.tag("good") == 0
-    assert t.write(rows(100, 2), mode="overwrite", metadata={"load": "bad"}) == 1
-    other = lk.Table(uri, storage_options=s3_options)
-    assert other.tags() == {"good": 0}
-    assert ids(other.read(tag="good")) == [0, 1, 2]
-    assert other.restore(tag="good") == 2
-    assert ids(t.read()) == [0, 1, 2]
-    assert [c.metadata.get("load") for c in t.history()] == [None, "bad", "initial"]
-    d = t.diff(1, 2)
-    assert (d.num_rows_from, d.num_rows_to) == (2, 3)
-    dry = t.vacuum(retention_hours=0)
-    assert dry.protected_versions == (0,) and len(dry.files) == 1
-    t.vacuum(retention_hours=0, dry_run=False)
-    with pytest.raises(VersionNotFoundError, match="vacuum"):
-        t.read(1)
-    assert ids(t.read(0)) == [0, 1, 2]
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options)
-    assert fs.exists(f"{s3_bucket}/events/_lakekit/tags/good.json")  # kept by vacuum
 
 
 def test_deltalake_style_options_and_tag_race_on_s3(s3_server: Any, s3_bucket: str) -> None:
@@ -74,18 +50,6 @@ def test_deltalake_style_options_and_tag_race_on_s3(s3_server: Any, s3_bucket: s
     errors = [str(r) for r in results if isinstance(r, TableError)]
     assert all("already exists" in e for e in errors)
     assert not any(s3_server.secret_key in e for e in errors if len(s3_server.secret_key) > 4)
-
-
-def test_plain_files_on_s3_are_not_turned_into_a_table(
-    s3_bucket: str, s3_options: dict[str, Any]
-) -> None:
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options)
-    with fs.open(f"{s3_bucket}/raw/part-0.parquet", "wb") as f:
-        pq.write_table(rows(0, 2), f)
-    t = lk.Table(f"s3://{s3_bucket}/raw", storage_options=s3_options)
-    with pytest.raises(TableError, match=r"part-0\.parquet"):
-        t.write(rows(2, 1))
-    assert not fs.exists(f"{s3_bucket}/raw/_delta_log")
 
 
 def test_secrets_stay_out_of_reprs_and_errors(s3_server: Any, s3_bucket: str) -> None:
