@@ -299,3 +299,16 @@ def test_the_cli_exits_2_with_one_line_when_a_codec_library_is_missing(
         "and the python-snappy package that decompresses them is not installed; install it "
         "with: pip install 'lakekit[kafka]' (nothing of this batch was committed)"]
     assert not lk.Table(table).exists
+
+
+def test_an_unsupported_codec_error_reaching_the_loop_still_names_codec_and_extra() -> None:
+    """Where the guard could not be installed (another kafka-python layout)."""
+    from kafka.errors import UnsupportedCodecError
+
+    from lakekit.sink.codecs import raise_if_codec_missing
+
+    with pytest.raises(MissingDependencyError, match=r"^records of a,b are lz4-compressed, and "
+                       r"the lz4 package .* pip install 'lakekit\[kafka\]'"):
+        raise_if_codec_missing(UnsupportedCodecError(
+            "Libraries for lz4 compression codec not found"), ["a", "b"])
+    raise_if_codec_missing(UnsupportedCodecError("Unrecognized compression type: 7"), ["a"])
