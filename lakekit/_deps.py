@@ -49,6 +49,11 @@ OPTIONAL: dict[str, Optional] = {
     "adlfs": Optional("adlfs", "azure"),
     "kafka": Optional("kafka-python", "kafka"),
     "crc32c": Optional("crc32c", "kafka"),
+    # kafka-python's decompressors of Kafka's codecs (lakekit/sink/codecs.py); gzip is stdlib
+    "snappy": Optional("python-snappy", "kafka"),
+    "lz4": Optional("lz4", "kafka"),
+    "zstandard": Optional("zstandard", "kafka"),
+    "xxhash": Optional("xxhash", "kafka"),  # lz4 in message format v0
     "prometheus_client": Optional("prometheus-client", "metrics"),
     "pandas": Optional("pandas", "pandas"),
     "airflow": Optional("apache-airflow", "airflow"),

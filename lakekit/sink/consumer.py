@@ -19,6 +19,7 @@ from typing import Any
 
 from lakekit._deps import import_optional
 from lakekit.errors import BrokerError, ConfigError
+from lakekit.sink.codecs import guard_codecs
 from lakekit.sink.fetch import install_bulk_records
 
 __all__ = [
@@ -117,7 +118,7 @@ def consumer_options(pairs: Iterable[tuple[str, str]], *,
 
 def connect(config: dict[str, Any]) -> Any:
     """Open a ``KafkaConsumer`` with ``config`` (from :func:`consumer_config`), bulk
-    record parsing installed.
+    record parsing and the codec guard (:mod:`lakekit.sink.codecs`) installed.
 
     Raises
     ------
@@ -141,6 +142,7 @@ def connect(config: dict[str, Any]) -> Any:
             "bootstrap_servers and that the cluster is up"
         ) from None
     install_bulk_records(consumer, config)
+    guard_codecs(consumer)  # a missing codec library: which, where, what to install
     return consumer
 
 

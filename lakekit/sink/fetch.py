@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lakekit._deps import import_if_available, import_optional
+from lakekit.sink.codecs import codec_context
 
 __all__ = ["RecordRun", "install_bulk_records"]
 
@@ -246,7 +247,9 @@ def _bulk_class(base: type) -> type:
                     if pending:
                         yield self._decode(buf, pending, bodies)
                         pending, bodies, count = [], [], 0
-                    legacy = self._legacy_run(view[pos:end], buf[pos + 16])
+                    with codec_context(self.topic_partition,
+                                       int.from_bytes(view[pos:pos + 8], "big", signed=True)):
+                        legacy = self._legacy_run(view[pos:end], buf[pos + 16])
                     pos = end
                     if legacy is not None:
                         self._walked_to = legacy.next_offset
@@ -267,7 +270,8 @@ def _bulk_class(base: type) -> type:
                 if not attrs & _CONTROL and n:
                     if attrs & _CODEC:
                         batch = DefaultRecordBatch(view[pos:end])
-                        batch._maybe_uncompress()
+                        with codec_context(self.topic_partition, base):
+                            batch._maybe_uncompress()
                         body = bytes(batch._buffer)
                         bodies.append(body)
                         pending.append((0, len(body), n, base, first_ts, max_ts, attrs, after,

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from lakekit.errors import BrokerError, ConfigError, TableError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
+from lakekit.sink.codecs import raise_if_codec_missing
 from lakekit.sink.commit import DeltaTarget
 from lakekit.sink.consumer import (
     commit_offsets,
@@ -355,6 +356,7 @@ class KafkaDeltaSink:
             restore_signal_handlers(old_handlers)
             if not clean:
                 self._drain_quietly()
+                self._owned.clear()  # an error stop: closing must not flush the buffer
             executor.shutdown(wait=True)
             try:
                 # leaves the group; bounded (a join still in flight is not waited out)
@@ -417,6 +419,7 @@ class KafkaDeltaSink:
                 failures = 0
             except KafkaError as exc:
                 self._raise_pending()
+                raise_if_codec_missing(exc, self.topics)
                 failures += 1
                 if not getattr(exc, "retriable", False) or failures > _MAX_POLL_FAILURES:
                     raise BrokerError(
