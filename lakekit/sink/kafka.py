@@ -34,6 +34,7 @@ from typing import Any, Literal
 from lakekit.errors import BrokerError, ConfigError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
 from lakekit.sink.commit import DeltaTarget
+from lakekit.sink.compaction import CompactionOutcome, SinkCompactor, check_compaction_options
 from lakekit.sink.consumer import (
     commit_offsets,
     connect,
@@ -100,6 +101,13 @@ class KafkaDeltaSink:
         ``"dead_letter"`` (default) or ``"fail"``: stop at the first bad record with a
         :class:`~lakekit.errors.BadRecordError` naming its topic, partition and offset
         (nothing of its batch is committed).
+    compact_every, compact_target_file_size
+        Compact the table (and the dead-letter table) after every ``compact_every``
+        commits to it, in a background thread: files below ``compact_target_file_size``
+        bytes (default: the table's ``delta.targetFileSize``, else 100 MB) are rewritten
+        into files of about that size, in ``dataChange=false`` commits that never block or
+        conflict with the sink's appends (see :mod:`lakekit.sink.compaction`). ``None``
+        (default): no compaction.
 
     Examples
     --------
@@ -144,6 +152,8 @@ class KafkaDeltaSink:
         max_batch_seconds: float = 10.0,
         dead_letter_table: str | None = None,
         on_error: Literal["dead_letter", "fail"] = "dead_letter",
+        compact_every: int | None = None,
+        compact_target_file_size: int | None = None,
     ) -> None:
         self.topics = [topic] if isinstance(topic, str) else [str(t) for t in topic]
         if not self.topics or not all(self.topics):
@@ -183,6 +193,12 @@ class KafkaDeltaSink:
             group_id=group_id, kafka_metadata=self.kafka_metadata, on_error=on_error,
             trim_memory=self._trim_memory, held=HeldBytes())
         self._stats = SinkStats()
+        check_compaction_options(compact_every, compact_target_file_size)
+        self._compactor = None if compact_every is None else SinkCompactor(
+            {"main": self._main.location,
+             **({"dead_letter": self._dead.location} if self._dead else {})},
+            every=int(compact_every), target_size=compact_target_file_size,
+            on_done=self._compacted)
         self._reset_run_state()
 
     # --- public ---------------------------------------------------------------------------
@@ -293,6 +309,8 @@ class KafkaDeltaSink:
             if not clean:
                 self._drain_quietly()
             executor.shutdown(wait=True)
+            if self._compactor is not None:
+                self._compactor.wait()
             try:
                 # leaves the group; bounded (a join still in flight is not waited out)
                 consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
@@ -522,6 +540,18 @@ class KafkaDeltaSink:
                 commit_seconds=s.commit_seconds + result.decode_seconds + result.commit_seconds,
                 last_commit=summary,
             )
+        if self._compactor is not None:  # compacts where it owns the first topic's partition 0
+            self._compactor.committed(main=out.version is not None,
+                                      dead_letter=out.dead_letter_version is not None,
+                                      allowed=(self.topics[0], 0) in self._owned)
+
+    def _compacted(self, outcome: CompactionOutcome) -> None:
+        """Count a compaction (called from the compaction thread)."""
+        with self._lock:
+            s = self._stats
+            self._stats = replace(
+                s, compactions=s.compactions + (outcome.version is not None),
+                compaction_failures=s.compaction_failures + (not outcome.ok))
 
     def _handle_lost(self, tp: TopicPartitionKey, found: int | None) -> int:
         """Another writer committed ``tp``: forget our rows of it and re-read from the table's."""
@@ -561,6 +591,8 @@ class KafkaDeltaSink:
         if len(self._buffer):
             self._submit("rebalance")
             self._collect(block=True)
+        if self._compactor is not None:
+            self._compactor.wait()  # the next owner of partition 0 may start compacting
         log.info("partitions revoked after flushing: %s",
                  ", ".join(sorted(tp_name(*tp) for tp in self._owned)))
         self._owned.clear()
@@ -570,6 +602,8 @@ class KafkaDeltaSink:
     def _on_lost(self, lost: Sequence[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in lost]
         self._drain_quietly()
+        if self._compactor is not None:
+            self._compactor.wait()
         dropped = self._buffer.drop(keys)
         log.warning("lost partitions %s (group membership expired); dropped %d buffered "
                     "messages, which their new owner reads again",

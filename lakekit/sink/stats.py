@@ -95,6 +95,10 @@ class SinkStats:
     """Time the consume loop waited for the previous commit to finish (backpressure)."""
     last_commit: CommitSummary | None = None
     """The most recent commit."""
+    compactions: int = 0
+    """Compaction commits written (``compact_every``), main and dead-letter table."""
+    compaction_failures: int = 0
+    """Compactions skipped after their retries failed (the sink's appends went on)."""
 
     @property
     def records_per_second(self) -> float:
