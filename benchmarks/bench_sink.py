@@ -370,7 +370,7 @@ def _new_rows_latency(table: str, version: int, now: float) -> list[float]:
     return out
 
 
-def read_seconds(table: str, reps: int = 3) -> float:
+def read_seconds(table: str, reps: int = 7) -> float:
     """Best time of ``reps`` whole-table reads with ``lk.Table(...).read()``."""
     import lakekit as lk
 

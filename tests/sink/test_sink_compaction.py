@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _support.cli import Cli
 from _support.kafka import SESSION, where
 from deltalake import DeltaTable
 from test_sink_processes import Child, _no_child_outlives_its_test  # noqa: F401 (fixture)
@@ -134,6 +135,16 @@ def test_options_are_checked() -> None:
     with pytest.raises(ConfigError, match="needs compact_every"):
         lk.KafkaDeltaSink("t", "x", bootstrap_servers="127.0.0.1:1", group_id="g",
                           compact_target_file_size=1 << 20)
+
+
+def test_cli_checks_the_compaction_flags(cli: Cli) -> None:
+    base = ("sink", "--topic", "t", "--bootstrap-servers", "127.0.0.1:1", "--group-id", "g",
+            "--table", "x")
+    code, _, err = cli(*base, "--compact-target-size", "64MiB")
+    assert code == 2 and "compact_every" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli(*base, "--compact-every", "0")
+    assert code == 2 and "compact_every must be a positive number" in err
 
 
 @pytest.mark.slow
