@@ -6,14 +6,22 @@
    and at a steady 1 MB/s; baselines: a naive loop that writes one Delta commit per poll
    (measured) and kafka-delta-ingest's defaults (computed from its documented settings:
    commit when the buffered file reaches 128 MB or 300 s have passed).
+4. latency: a producer at a steady 1 MB/s and 10 MB/s for ``--latency-seconds`` (60 by
+   default); the sink at ``max_batch_seconds=1`` with ``compact_every=10``, and the same run
+   without compaction. Produce -> visible: a reader polls the table's version and reads the
+   ``_kafka_timestamp`` (the producer's CreateTime) of each new commit's rows; p50 / p99.
+   Goal: p99 <= 5 s. Then the table's shape (live files, mean size) and the time to read it
+   whole, against the same rows written in one go and kafka-delta-ingest's defaults
+   (computed as in 2.). Goal: read time within 1.2x of the table written in one go.
 3. memory: peak RSS of a sink process draining a large topic at the default settings
    (max_batch_bytes = 64 MB); target: < 2 x max_batch_bytes + 200 MB. Baseline: the RSS
    of the same process after imports, before consuming.
 
-Run: ``python benchmarks/bench_sink.py [throughput|files|memory|all] [--messages N]
-[--memory-mb MB] [--metrics]``. Prints Markdown tables for docs/benchmarks.md. With
-``--metrics``, each throughput rep also runs the sink with ``metrics_port`` on and
-``/metrics`` scraped once a second (issue 11's target: within 2% of the sink without).
+Run: ``python benchmarks/bench_sink.py [throughput|files|memory|latency|all] [--messages N]
+[--memory-mb MB] [--metrics] [--latency-seconds S] [--rates 1,10]``. Prints Markdown tables
+for docs/benchmarks.md. With ``--metrics``, each throughput rep also runs the sink with
+``metrics_port`` on and ``/metrics`` scraped once a second (issue 11's target: within 2% of
+the sink without).
 """
 
 from __future__ import annotations
@@ -351,12 +359,170 @@ def bench_memory(broker: KafkaBroker, topic_mb: int, root: Path) -> dict[str, An
     return result
 
 
+# --- 4. latency with compaction -------------------------------------------------------
+
+_LATENCY_CHILD = r"""
+import json, logging, sys
+import lakekit as lk
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+logging.getLogger("kafka").setLevel(logging.ERROR)
+bootstrap, topic, table, n, every = sys.argv[1:6]
+n = int(n)
+sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap, group_id="latency",
+                         consumer_config={"session_timeout_ms": 6000}, kafka_metadata=True,
+                         max_batch_seconds=1, compact_every=None if every == "-" else int(every))
+stats = sink.run(max_messages=n)
+print(json.dumps({"commits": stats.commits, "compactions": stats.compactions,
+                  "compaction_failures": stats.compaction_failures, "rows": stats.rows_written}))
+"""
+
+
+def _new_rows_latency(table: str, version: int, now: float) -> list[float]:
+    """Seconds from produce (the records' CreateTime) to ``now`` for the rows that
+    commit ``version`` added (compaction commits add none: ``dataChange=false``)."""
+    import pyarrow.parquet as pq
+
+    log = Path(table) / "_delta_log" / f"{version:020d}.json"
+    out: list[float] = []
+    for line in log.read_text().splitlines():
+        action = json.loads(line)
+        add = action.get("add")
+        if add and add.get("dataChange", True):
+            from urllib.parse import unquote
+
+            ts = pq.read_table(Path(table) / unquote(add["path"]),
+                               columns=["_kafka_timestamp"]).column(0)
+            micros = np.asarray(ts.cast("int64").to_numpy(zero_copy_only=False))
+            out.extend((now - micros / 1e6).tolist())
+    return out
+
+
+def read_seconds(table: str, reps: int = 7) -> float:
+    """Best time of ``reps`` whole-table reads with ``lk.Table(...).read()``."""
+    import lakekit as lk
+
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        lk.Table(table).read()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def latency_run(broker: KafkaBroker, root: Path, rate: float, seconds: float,
+                every: int | None) -> dict[str, Any]:
+    """One run: the sink in a child process, a steady producer, a polling reader."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    name = f"latency-{rate:g}-{'c' if every else 'n'}"
+    broker.create_topic(name, PARTITIONS)
+    table = str(root / name)
+    n = int(rate * 1e6 * seconds / MSG_BYTES)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LATENCY_CHILD, broker.bootstrap_servers, name, table, str(n),
+         str(every) if every else "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stderr or []), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("partitions assigned" in ln for ln in lines):  # produce once it listens
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("latency sink did not start:\n" + "".join(lines[-20:]))
+        time.sleep(0.05)
+    producer = threading.Thread(target=produce, args=(broker, name, n),
+                                kwargs={"rate_mb_s": rate, "seed": 4})
+    producer.start()
+    latencies: list[float] = []
+    dt = None
+    seen = -1
+    deadline = time.monotonic() + seconds * 3 + 60
+    while len(latencies) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            if dt is None:
+                dt = DeltaTable(table)
+            else:
+                dt.update_incremental()
+        except TableNotFoundError:
+            continue
+        now = time.time()
+        version = int(dt.version())
+        for v in range(seen + 1, version + 1):
+            latencies.extend(_new_rows_latency(table, v, now))
+        seen = version
+    producer.join()
+    out, _ = child.communicate(timeout=300)
+    if child.returncode != 0:
+        raise SystemExit("latency sink failed:\n" + "".join(lines[-20:]))
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    files, avg_mb, _ = table_shape(table)
+    lat = np.array(latencies)
+    result.update(table=table, rate=rate, every=every, n=n, seen=len(lat),
+                  p50=float(np.percentile(lat, 50)), p99=float(np.percentile(lat, 99)),
+                  max=float(lat.max()), files=files, avg_mb=avg_mb,
+                  read_s=read_seconds(table))
+    return result
+
+
+def bench_latency(broker: KafkaBroker, root: Path, seconds: float, rates: list[float],
+                  every: int = 10) -> list[dict[str, Any]]:
+    import lakekit as lk
+
+    runs = []
+    for rate in rates:
+        for ev in (every, None):
+            r = latency_run(broker, root, rate, seconds, ev)
+            print(f"{rate:g} MB/s, compact_every={ev}: p50 {r['p50']:.2f}s p99 {r['p99']:.2f}s, "
+                  f"{r['files']} files, read {r['read_s'] * 1000:.0f} ms", flush=True)
+            runs.append(r)
+        # the same rows written in one go
+        from deltalake import write_deltalake
+
+        one = str(root / f"one-go-{rate:g}")
+        write_deltalake(one, lk.Table(runs[-2]["table"]).read())
+        files, avg_mb, _ = table_shape(one)
+        parquet_mb = runs[-2]["files"] * runs[-2]["avg_mb"]
+        ratio = parquet_mb / (runs[-2]["n"] * MSG_BYTES / 1e6)
+        interval = min(300.0, 128.0 / (rate * ratio))
+        runs.append({"rate": rate, "one_go": True, "files": files, "avg_mb": avg_mb,
+                     "read_s": read_seconds(one),
+                     "kdi": {"interval": interval, "avg_mb": min(128.0, rate * ratio * 300.0)}})
+    return runs
+
+
 # --- report -------------------------------------------------------------------------------
 
 def machine() -> str:
     return (f"{platform.machine()}, {os.cpu_count()} cores, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB RAM, "
             f"Python {platform.python_version()}, Linux {platform.release()}")
+
+
+def print_latency(runs: list[dict[str, Any]], seconds: float) -> None:
+    print(f"\n### 4. Latency with compaction (max_batch_seconds=1, {seconds:.0f} s per run, "
+          f"1 KB JSON, {PARTITIONS} partitions)\n")
+    print("| input | writer | p50 s | p99 s | max s | live files | mean file MB | "
+          "read table s | read vs one go |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | "
+          "---: | ---: |")
+    for rate in dict.fromkeys(r["rate"] for r in runs):
+        group = [r for r in runs if r["rate"] == rate]
+        one = next(r for r in group if r.get("one_go"))
+        for r in group:
+            if r.get("one_go"):
+                label, p50, p99, mx = "same rows written in one go", "-", "-", "-"
+            else:
+                label = (f"sink, compact_every={r['every']}, {r['commits']} commits, "
+                         f"{r['compactions']} compactions" if r["every"]
+                         else f"sink, no compaction, {r['commits']} commits")
+                p50, p99, mx = f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['max']:.2f}"
+            print(f"| {rate:g} MB/s | {label} | {p50} | {p99} | {mx} | {r['files']} | "
+                  f"{r['avg_mb']:.2f} | {r['read_s']:.3f} | {r['read_s'] / one['read_s']:.2f}x |")
+        kdi = one["kdi"]
+        print(f"| {rate:g} MB/s | kafka-delta-ingest defaults (128 MB / 300 s), computed | "
+              f"{kdi['interval'] / 2:.0f} | {kdi['interval']:.0f} | {kdi['interval']:.0f} | - | "
+              f"{kdi['avg_mb']:.1f} | - | - |")
 
 
 def main() -> None:
@@ -370,7 +536,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="?", default="all",
-                        choices=["throughput", "files", "memory", "all"])
+                        choices=["throughput", "files", "memory", "latency", "all"])
     parser.add_argument("--messages", type=int, default=300_000,
                         help="messages per throughput run (default 300,000 = ~300 MB)")
     parser.add_argument("--memory-mb", type=int, default=2000,
@@ -379,6 +545,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="sink runs, interleaved with raw")
     parser.add_argument("--metrics", action="store_true",
                         help="throughput: also run each rep with metrics on, scraped every 1 s")
+    parser.add_argument("--latency-seconds", type=float, default=60.0,
+                        help="producer duration of each latency run (default 60)")
+    parser.add_argument("--rates", default="1,10",
+                        help="producer rates in MB/s for the latency runs (default 1,10)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     print(f"machine: {machine()}\ndate: {datetime.date.today()}", flush=True)
@@ -446,6 +616,10 @@ def main() -> None:
                 print(f"| limit: 2 x max_batch_bytes + 200 MB | {mem['limit_mb']} MB |")
                 print(f"| rows written / commits / time | {mem['rows']:,} / {mem['commits']} / "
                       f"{mem['seconds']:.0f} s |")
+            if args.which in ("latency", "all"):
+                rates = [float(r) for r in args.rates.split(",")]
+                lat = bench_latency(broker, root, args.latency_seconds, rates)
+                print_latency(lat, args.latency_seconds)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         pass

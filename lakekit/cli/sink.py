@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-bytes", type=byte_size, default=64 << 20, metavar="BYTES",
                    help="flush at this much buffered data, e.g. 64MiB (default)")
     p.add_argument("--max-batch-seconds", type=float, default=10.0, metavar="S")
+    p.add_argument("--compact-every", type=int, default=None, metavar="N",
+                   help="compact the table (and the dead-letter table) after every N "
+                        "commits, in the background (default: never)")
+    p.add_argument("--compact-target-size", type=byte_size, default=None, metavar="BYTES",
+                   help="file size compaction aims for, e.g. 128MiB (default: the table's "
+                        "delta.targetFileSize, else 100MB); needs --compact-every")
     p.add_argument("--stop-after-idle", type=float, default=None, metavar="S",
                    help="stop once no message arrived for S seconds (default: run until "
                         "SIGINT / SIGTERM)")
@@ -126,6 +132,7 @@ def _run_sink(args: argparse.Namespace,
         max_batch_rows=args.max_batch_rows, max_batch_bytes=args.max_batch_bytes,
         max_batch_seconds=args.max_batch_seconds, dead_letter_table=args.dead_letter_table,
         on_error=args.on_error, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        compact_every=args.compact_every, compact_target_file_size=args.compact_target_size,
     )
     stats = sink.run(stop_after_idle=args.stop_after_idle)
     dead = f" ({sink.dead_letter_url})" if stats.dead_lettered else ""

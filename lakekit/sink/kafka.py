@@ -35,6 +35,7 @@ from lakekit.errors import BrokerError, ConfigError, TableError
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
 from lakekit.sink.codecs import raise_if_codec_missing
 from lakekit.sink.commit import DeltaTarget
+from lakekit.sink.compaction import CompactionOutcome, SinkCompactor, check_compaction_options
 from lakekit.sink.consumer import (
     commit_offsets,
     connect,
@@ -115,6 +116,13 @@ class KafkaDeltaSink:
     liveness_timeout
         Seconds the consume loop may go without turning (waiting for its own commit
         aside) before ``/livez`` fails; default ``max(60, 3 * max_batch_seconds)``.
+    compact_every, compact_target_file_size
+        Compact the table (and the dead-letter table) after every ``compact_every``
+        commits to it, in a background thread: files below ``compact_target_file_size``
+        bytes (default: the table's ``delta.targetFileSize``, else 100 MB) are rewritten
+        into files of about that size, in ``dataChange=false`` commits that never block or
+        conflict with the sink's appends (see :mod:`lakekit.sink.compaction`). ``None``
+        (default): no compaction.
 
     Examples
     --------
@@ -162,6 +170,8 @@ class KafkaDeltaSink:
         metrics_port: int | None = None,
         metrics_host: str = "0.0.0.0",
         liveness_timeout: float | None = None,
+        compact_every: int | None = None,
+        compact_target_file_size: int | None = None,
     ) -> None:
         self.topics = [topic] if isinstance(topic, str) else [str(t) for t in topic]
         if not self.topics or not all(self.topics):
@@ -204,6 +214,12 @@ class KafkaDeltaSink:
             max_batch_seconds=self.max_batch_seconds, stats=lambda: self.stats,
             info={"group": group_id, "topics": ",".join(self.topics)}, clock=self._clock,
             not_ready=self._not_ready)
+        check_compaction_options(compact_every, compact_target_file_size)
+        self._compactor = None if compact_every is None else SinkCompactor(
+            {"main": self._main.location,
+             **({"dead_letter": self._dead.location} if self._dead else {})},
+            every=int(compact_every), target_size=compact_target_file_size,
+            on_done=self._compacted)
         self._reset_run_state()
 
     # --- public ---------------------------------------------------------------------------
@@ -358,6 +374,8 @@ class KafkaDeltaSink:
                 self._drain_quietly()
                 self._owned.clear()  # an error stop: closing must not flush the buffer
             executor.shutdown(wait=True)
+            if self._compactor is not None:
+                self._compactor.wait()
             try:
                 # leaves the group; bounded (a join still in flight is not waited out)
                 consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
@@ -617,6 +635,18 @@ class KafkaDeltaSink:
                 **stats_after_commit(s, result),
                 buffered_bytes=self._buffered_bytes(),
             )
+        if self._compactor is not None:  # compacts where it owns the first topic's partition 0
+            self._compactor.committed(main=out.version is not None,
+                                      dead_letter=out.dead_letter_version is not None,
+                                      allowed=(self.topics[0], 0) in self._owned)
+
+    def _compacted(self, outcome: CompactionOutcome) -> None:
+        """Count a compaction (called from the compaction thread)."""
+        with self._lock:
+            s = self._stats
+            self._stats = replace(
+                s, compactions=s.compactions + (outcome.version is not None),
+                compaction_failures=s.compaction_failures + (not outcome.ok))
 
     def _handle_lost(self, tp: TopicPartitionKey, found: int | None) -> int:
         """Another writer committed ``tp``: forget our rows of it and re-read from the table's."""
@@ -657,6 +687,8 @@ class KafkaDeltaSink:
         if len(self._buffer):
             self._submit("rebalance")
             self._collect(block=True)
+        if self._compactor is not None:
+            self._compactor.wait()  # the next owner of partition 0 may start compacting
         revoked_names = sorted(tp_name(*tp) for tp in self._owned)
         log.info("partitions revoked after flushing: %s", ", ".join(revoked_names),
                  extra=event("rebalance", revoked=revoked_names))
@@ -672,6 +704,8 @@ class KafkaDeltaSink:
     def _on_lost(self, lost: Sequence[Any]) -> None:
         keys = [(tp.topic, tp.partition) for tp in lost]
         self._drain_quietly()
+        if self._compactor is not None:
+            self._compactor.wait()
         dropped = self._buffer.drop(keys)
         log.warning("lost partitions %s (group membership expired); dropped %d buffered "
                     "messages, which their new owner reads again",

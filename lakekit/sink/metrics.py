@@ -39,6 +39,10 @@ _COUNTERS = (
     ("dropped_on_rebalance", "dropped_on_rebalance",
      "Messages not written because another writer committed their partition first "
      "(re-read by the partition's new owner)."),
+    ("compactions", "compactions",
+     "Compaction commits written (compact_every), main and dead-letter table."),
+    ("compaction_failures", "compaction_failures",
+     "Compactions skipped after their retries failed (the appends went on)."),
 )
 """(metric name without prefix and ``_total``, SinkStats field, help)."""
 

@@ -172,6 +172,10 @@ class SinkStats:
     buffered_bytes: int = 0
     """Bytes of consumed messages not committed yet: buffered, or held by the commit in
     flight (as of the last poll)."""
+    compactions: int = 0
+    """Compaction commits written (``compact_every``), main and dead-letter table."""
+    compaction_failures: int = 0
+    """Compactions skipped after their retries failed (the sink's appends went on)."""
 
     @property
     def records_per_second(self) -> float:
