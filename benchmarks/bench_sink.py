@@ -139,8 +139,10 @@ def _sink_child(bootstrap: str, topic: str, n: int, table: str) -> dict[str, Any
     import lakekit as lk
 
     metrics = os.environ.get("LAKEKIT_BENCH_METRICS") == "1"
+    compact = int(os.environ.get("LAKEKIT_BENCH_COMPACT_EVERY") or 0) or None
     sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap,
                              group_id=f"sink-{time.time_ns()}", consumer_config=SESSION,
+                             compact_every=compact,
                              **({"metrics_port": 0, "metrics_host": "127.0.0.1"}
                                 if metrics else {}))
     marks: dict[str, float] = {}
@@ -200,7 +202,7 @@ def sink_consume(broker: KafkaBroker, topic: str, n: int, table: str,
 
 
 def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int,
-                     metrics: bool = False) -> dict[str, Any]:
+                     metrics: bool = False, compact_every: int | None = None) -> dict[str, Any]:
     topic = "bench-throughput"
     broker.create_topic(topic, PARTITIONS)
     mb = produce(broker, topic, n)
@@ -214,8 +216,10 @@ def bench_throughput(broker: KafkaBroker, n: int, root: Path, reps: int,
         print(f"sink: {sinks[-1]['msgs_s']:,.0f} msg/s, waited for commits "
               f"{sinks[-1]['wait_s']:.1f}s of {sinks[-1]['elapsed']:.1f}s", flush=True)
         if metrics:
+            env = {"LAKEKIT_BENCH_METRICS": "1",
+                   "LAKEKIT_BENCH_COMPACT_EVERY": str(compact_every or "")}
             with_metrics.append(sink_consume(broker, topic, n, str(root / f"metrics-{rep}"),
-                                             env={"LAKEKIT_BENCH_METRICS": "1"}))
+                                             env=env))
             print(f"sink with metrics on: {with_metrics[-1]['msgs_s']:,.0f} msg/s "
                   f"({with_metrics[-1]['scrapes']} scrapes)", flush=True)
     raws.append(raw_consume(broker, topic, n))
@@ -323,8 +327,10 @@ import json, sys, time
 import lakekit as lk
 import deltalake, kafka, pyarrow.json, pyarrow.parquet  # noqa: F401  (what a sink run loads)
 bootstrap, topic, table, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+production = dict(metrics_port=0, metrics_host="127.0.0.1", compact_every=int(sys.argv[5]))
 sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=bootstrap, group_id="memory",
-                         consumer_config={"session_timeout_ms": 6000})
+                         consumer_config={"session_timeout_ms": 6000},
+                         **(production if int(sys.argv[5]) else {}))
 def status(key):  # VmHWM is this process's own peak (ru_maxrss carries the parent's over)
     line = [x for x in open("/proc/self/status") if x.startswith(key + ":")][0]
     return int(line.split()[1]) / 1024
@@ -338,7 +344,8 @@ print(json.dumps({"idle_mb": idle, "peak_mb": peak, "records": stats.records_in,
 """
 
 
-def bench_memory(broker: KafkaBroker, topic_mb: int, root: Path) -> dict[str, Any]:
+def bench_memory(broker: KafkaBroker, topic_mb: int, root: Path,
+                 compact_every: int | None = None) -> dict[str, Any]:
     topic = "bench-memory"
     broker.create_topic(topic, PARTITIONS)
     n = topic_mb * 1_000_000 // MSG_BYTES
@@ -348,7 +355,8 @@ def bench_memory(broker: KafkaBroker, topic_mb: int, root: Path) -> dict[str, An
           flush=True)
     table = str(root / "memory")
     out = subprocess.run(
-        [sys.executable, "-c", _MEMORY_CHILD, broker.bootstrap_servers, topic, table, str(n)],
+        [sys.executable, "-c", _MEMORY_CHILD, broker.bootstrap_servers, topic, table, str(n),
+         str(compact_every or 0)],
         capture_output=True, text=True, timeout=1800, check=False,
     )
     if out.returncode != 0:
@@ -543,6 +551,9 @@ def main() -> None:
                         help="topic size for the memory run (default 2000 MB)")
     parser.add_argument("--steady-seconds", type=float, default=40.0)
     parser.add_argument("--reps", type=int, default=3, help="sink runs, interleaved with raw")
+    parser.add_argument("--compact-every", type=int, default=None, metavar="N",
+                        help="with --metrics: the metrics run also compacts every N commits; "
+                             "memory: run with metrics on and compaction every N commits")
     parser.add_argument("--metrics", action="store_true",
                         help="throughput: also run each rep with metrics on, scraped every 1 s")
     parser.add_argument("--latency-seconds", type=float, default=60.0,
@@ -556,7 +567,8 @@ def main() -> None:
         with tansu_broker() as broker:
             tp = None
             if args.which in ("throughput", "files", "all"):
-                tp = bench_throughput(broker, args.messages, root, args.reps, args.metrics)
+                tp = bench_throughput(broker, args.messages, root, args.reps, args.metrics,
+                                      args.compact_every)
                 print("\n### 1. Throughput (1 KB JSON, 4 partitions, Delta on local disk)\n")
                 print("| run | messages/s | MB/s | sink vs ceiling |\n"
                       "| --- | ---: | ---: | ---: |")
@@ -578,7 +590,10 @@ def main() -> None:
                 if tp["with_metrics"]:
                     off = [s["msgs_s"] for s in tp["sinks"]]
                     on = [s["msgs_s"] for s in tp["with_metrics"]]
-                    print("\n| sink, metrics off / on (scraped every 1 s) | messages/s off | "
+                    extra = (f" and compact_every={args.compact_every}"
+                             if args.compact_every else "")
+                    print(f"\n| sink, metrics off / on (scraped every 1 s){extra} | "
+                          "messages/s off | "
                           "messages/s on | on / off |\n| --- | ---: | ---: | ---: |")
                     for i, (a, b) in enumerate(zip(off, on, strict=True)):
                         print(f"| rep {i + 1} | {a:,.0f} | {b:,.0f} | {b / a:.1%} |")
@@ -604,9 +619,11 @@ def main() -> None:
                 print(f"\nparquet/JSON size ratio of these events: {fl['compression']:.2f}",
                       flush=True)
             if args.which in ("memory", "all"):
-                mem = bench_memory(broker, args.memory_mb, root)
+                mem = bench_memory(broker, args.memory_mb, root, args.compact_every)
+                prod = (f"; metrics on, compact_every={args.compact_every}"
+                        if args.compact_every else "")
                 print("\n### 3. Peak memory draining a large topic (defaults, "
-                      "max_batch_bytes = 64 MB)\n")
+                      f"max_batch_bytes = 64 MB{prod})\n")
                 print("| measurement | value |\n| --- | ---: |")
                 print(f"| topic size | {mem['topic_mb']:,.0f} MB ({mem['records']:,} messages) |")
                 print(f"| RSS after imports, before consuming (baseline) | "
