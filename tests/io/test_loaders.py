@@ -4,7 +4,7 @@ outputs and bad input.
 
 What every format must do on every backend (schema, count_rows, outputs, pruning, DNF
 filters, n_rows, iter_batches, hive columns, missing and corrupt files) is in the contract
-suite, tests/io/contract.py; this file keeps what is particular to local disk and parquet."""
+suite, tests/io/loader_contract.py; this file keeps what is particular to local disk and parquet."""
 
 from __future__ import annotations
 

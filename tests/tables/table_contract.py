@@ -3,8 +3,8 @@
 One base class of tests (:class:`TableContract`), written against the public API only, and
 *backend* mixins (:class:`LocalDisk`, :class:`S3`) that provide the ``location`` fixture: a
 table URI, the storage_options that reach it, and a filesystem to look at its files with
-(the pattern of fsspec's ``fsspec/tests/abstract/``, as tests/io/contract.py does for the
-loaders). tests/tables/test_table_contract.py lists the combinations.
+(the pattern of fsspec's ``fsspec/tests/abstract/``, as tests/io/loader_contract.py does
+for the loaders). tests/tables/test_table_contract.py lists the combinations.
 
 ``memory://`` is not among the backends: a table is a Delta table, and deltalake cannot see
 fsspec's in-process memory filesystem.
@@ -14,8 +14,8 @@ stays in its own tests (test_tables.py: the CLI, checkpoints every ten commits, 
 atomicity, a crashed creator's empty log directory; test_tables_s3.py: deltalake-style
 options, tag races and concurrent appends through conditional puts, secrets).
 
-The module is not named ``contract.py``: tests/io/contract.py holds that name in
-``sys.path``'s flat namespace of test modules, as test_contract.py does for test files.
+Each contract module has its own name (``loader_contract.py``, ``table_contract.py``): pytest
+imports test modules by bare name from their folders, so two ``contract.py`` would clash.
 
 Longer than 500 lines because it is one list of behaviours, the contract's tests moved as
 they were; split, a backend could be given half of them.

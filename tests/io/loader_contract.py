@@ -9,7 +9,7 @@ two kinds of mixins that a test class combines (the pattern of fsspec's
 - a *backend* (:class:`LocalDisk`, :class:`Memory`, :class:`S3`) provides the ``store``
   fixture: where bytes go and which options reach them.
 
-tests/io/test_contract.py lists the combinations. A behaviour belongs here when it must hold
+tests/io/test_loader_contract.py lists the combinations. A behaviour belongs here when it must hold
 for all of them; what only one format or backend does stays in that format's or backend's
 own tests (test_loaders.py, test_loaders_remote.py, test_jsonl.py).
 """

@@ -1,4 +1,4 @@
-"""The loader contract (tests/io/contract.py) for each format on each backend.
+"""The loader contract (tests/io/loader_contract.py) for each format on each backend.
 
 Delta on ``memory://`` is left out: deltalake cannot see fsspec's in-process memory
 filesystem, and lakekit says so (test_loaders_remote.py checks that error).
@@ -6,7 +6,7 @@ filesystem, and lakekit says so (test_loaders_remote.py checks that error).
 
 from __future__ import annotations
 
-from contract import S3, Csv, Delta, Jsonl, LoaderContract, LocalDisk, Memory, Parquet
+from loader_contract import S3, Csv, Delta, Jsonl, LoaderContract, LocalDisk, Memory, Parquet
 
 
 class TestParquetLocal(Parquet, LocalDisk, LoaderContract):
