@@ -2,8 +2,9 @@
 counts every byte it serves (passed with ``filesystem=``), and S3 (a real moto server).
 
 The behaviour common to all formats and backends is in the contract suite
-(tests/io/loader_contract.py, run on memory:// and S3 by tests/io/test_loader_contract.py); this file
-keeps what is particular to remote reads: byte ranges, request counts, credentials."""
+(tests/io/loader_contract.py, run on memory:// and S3 by tests/io/test_loader_contract.py);
+this file keeps what is particular to remote reads: byte ranges, request counts,
+credentials."""
 
 from __future__ import annotations
 
