@@ -22,7 +22,6 @@ import argparse
 import functools
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from lakekit.errors import ConfigError
@@ -182,7 +181,8 @@ def read_options_file(path: str | os.PathLike[str], *, flag: str) -> list[Option
     '--storage-options-file creds.env line 4'
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:  # not pathlib: the CLI's parser stays quick
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"{flag} {os.fspath(path)}: cannot read it: "
                           f"{exc.strerror or type(exc).__name__}") from None

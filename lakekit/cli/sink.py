@@ -10,7 +10,6 @@ variable (:func:`~lakekit.cli.env.bind_env`), credentials from ``--storage-optio
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -78,11 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
+    import logging  # here, not at the top: building the parser stays quick
+
     from lakekit.sink.logs import JsonFormatter, TextFormatter, event
 
     json_lines = args.log_format == "json"
 
-    def formatter(secrets: dict[str, Any]) -> logging.Formatter:
+    def formatter(secrets: dict[str, Any]) -> Any:
         if json_lines:
             return JsonFormatter(secrets=secrets)
         return TextFormatter("lakekit sink", secrets=secrets)
