@@ -14,17 +14,42 @@ import their modules (``pyarrow.json``, ``pyarrow.csv``, ``deltalake``) when fir
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
 from lakekit.errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: Protocol classes are slow to create (the CLI's start-up)
+    from typing import Protocol
+
     import pyarrow as pa
 
     from lakekit.io.delta import DeltaSnapshot
     from lakekit.io.discover import FileEntry
     from lakekit.io.jsonl import BadLineTally
     from lakekit.storage import Location
+
+    class TextReader(Protocol):
+        """Streams one text file as record batches of ``schema`` restricted to ``columns``."""
+
+        def __call__(
+            self,
+            fs: Any,
+            path: str,
+            *,
+            url: str,
+            schema: pa.Schema,
+            columns: list[str],
+            on_bad_lines: str,
+            tally: BadLineTally | None,
+            block_size: int,
+            order: int,
+        ) -> Iterator[pa.RecordBatch]: ...
+
+    class SchemaInference(Protocol):
+        """Infers the schema of one text file from its first lines."""
+
+        def __call__(self, fs: Any, path: str, *, url: str) -> pa.Schema: ...
+
 
 __all__ = [
     "FORMATS",
@@ -40,30 +65,6 @@ __all__ = [
 Format = Literal["parquet", "jsonl", "csv", "delta"]
 
 COMPRESSIONS = (".gz", ".zst", ".zstd")
-
-
-class TextReader(Protocol):
-    """Streams one text file as record batches of ``schema`` restricted to ``columns``."""
-
-    def __call__(
-        self,
-        fs: Any,
-        path: str,
-        *,
-        url: str,
-        schema: pa.Schema,
-        columns: list[str],
-        on_bad_lines: str,
-        tally: BadLineTally | None,
-        block_size: int,
-        order: int,
-    ) -> Iterator[pa.RecordBatch]: ...
-
-
-class SchemaInference(Protocol):
-    """Infers the schema of one text file from its first lines."""
-
-    def __call__(self, fs: Any, path: str, *, url: str) -> pa.Schema: ...
 
 
 class FileFormat(NamedTuple):
