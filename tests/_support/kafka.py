@@ -23,14 +23,19 @@ def new_topic(broker: KafkaBroker, partitions: int = 1) -> str:
 
 
 def produce(broker: KafkaBroker, topic: str, values: Sequence[bytes | None], *,
-            partitions: int = 1, keys: Sequence[bytes | None] | None = None
+            partitions: int = 1, keys: Sequence[bytes | None] | None = None, start: int = 0,
+            compression_type: str | None = None, linger_ms: int = 5
             ) -> list[tuple[int, int]]:
-    """Send ``values`` round-robin over the partitions; the (partition, offset) of each."""
+    """Send ``values`` with kafka-python round-robin over the partitions (the first to
+    partition ``start``), compressed with ``compression_type``; the (partition, offset) of
+    each."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=linger_ms,
+                             compression_type=compression_type)
     futures = [
-        producer.send(topic, value=v, key=keys[i] if keys else None, partition=i % partitions)
+        producer.send(topic, value=v, key=keys[i] if keys else None,
+                      partition=(start + i) % partitions)
         for i, v in enumerate(values)
     ]
     producer.flush()

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from _support.kafka import SESSION, sink_for
+from _support.kafka import SESSION, produce, sink_for
 
 import lakekit as lk
 from lakekit.errors import MissingDependencyError
@@ -64,20 +64,6 @@ def rdkafka_produce(broker: KafkaBroker, topic: str, codec: str, values: list[by
     return [placed[i] for i in range(len(values))]
 
 
-def kafka_python_produce(broker: KafkaBroker, topic: str, codec: str | None,
-                         values: list[bytes], start: int = 0) -> list[tuple[int, int]]:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers,
-                             compression_type=codec, linger_ms=20)
-    futures = [producer.send(topic, value=v, partition=(start + i) % PARTITIONS)
-               for i, v in enumerate(values)]
-    producer.flush()
-    placed = [(f.get(timeout=10).partition, f.get(timeout=10).offset) for f in futures]
-    producer.close()
-    return placed
-
-
 @pytest.fixture(scope="module")
 def mixed_topic(kafka_broker: KafkaBroker) -> tuple[str, dict[int, tuple[int, int]]]:
     """One topic written in every codec by both producers: id -> (partition, offset)."""
@@ -92,9 +78,9 @@ def mixed_topic(kafka_broker: KafkaBroker) -> tuple[str, dict[int, tuple[int, in
             if client == "librdkafka":
                 placed = rdkafka_produce(kafka_broker, topic, codec, values, start=n)
             else:
-                placed = kafka_python_produce(kafka_broker, topic,
-                                              None if codec == "none" else codec, values,
-                                              start=n)
+                placed = produce(kafka_broker, topic, values, partitions=PARTITIONS, start=n,
+                                 compression_type=None if codec == "none" else codec,
+                                 linger_ms=20)
             where.update(zip(ids, placed, strict=True))
             n += PER_PRODUCER
     return topic, where

@@ -22,6 +22,7 @@ import pandera.polars as pap
 import polars as pl
 import pyarrow as pa
 import pytest
+from _support.kafka import produce
 from pandera.io import polars_io
 
 import lakekit as lk
@@ -115,19 +116,6 @@ def sink_child(broker: KafkaBroker, topic: str, table: str, group: str, *,
                   schema, str(rows), idle])
 
 
-def produce(broker: KafkaBroker, topic: str, values: Sequence[bytes], partitions: int,
-            start: int = 0) -> list[tuple[int, int]]:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=5)
-    futures = [producer.send(topic, value=v, partition=(start + i) % partitions)
-               for i, v in enumerate(values)]
-    producer.flush()
-    out = [(f.get(timeout=10).partition, f.get(timeout=10).offset) for f in futures]
-    producer.close()
-    return out
-
-
 def located(table: pa.Table, partition: str, offset: str) -> list[tuple[int, int]]:
     return list(zip(table.column(partition).to_pylist(), table.column(offset).to_pylist(),
                     strict=True))
@@ -167,7 +155,7 @@ def test_sigkill_at_random_instants_loses_and_duplicates_nothing(
             else:
                 values.append(json.dumps({"id": i, "kind": "click", "n": i % 5}).encode())
                 bad.append(False)
-        for loc, is_bad in zip(produce(kafka_broker, topic, values, 3, start=counter),
+        for loc, is_bad in zip(produce(kafka_broker, topic, values, partitions=3, start=counter),
                                bad, strict=True):
             (invalid if is_bad else valid).add(loc)
 
@@ -216,7 +204,7 @@ def test_two_processes_share_partitions_through_rebalances(
         i = 0
         while not stop_producing.is_set():
             values = [json.dumps({"id": i + k, "kind": "view"}).encode() for k in range(40)]
-            placed.extend(produce(kafka_broker, topic, values, 4, start=i))
+            placed.extend(produce(kafka_broker, topic, values, partitions=4, start=i))
             i += 40
             time.sleep(0.05)
 
@@ -273,7 +261,8 @@ def test_cli_sigterm_flushes_commits_and_exits_zero(
     topic = f"cli-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 2)
     table = str(tmp_path / "events")
-    produce(kafka_broker, topic, [json.dumps({"id": i}).encode() for i in range(300)], 2)
+    produce(kafka_broker, topic, [json.dumps({"id": i}).encode() for i in range(300)],
+            partitions=2)
     args = [sys.executable, "-m", "lakekit.cli", "sink", "--topic", topic,
             "--bootstrap-servers", kafka_broker.bootstrap_servers,
             "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", table,
