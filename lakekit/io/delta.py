@@ -13,7 +13,7 @@ from lakekit.errors import NotFoundError, StorageError, VersionNotFoundError
 from lakekit.io.discover import FileEntry
 from lakekit.storage import Location, is_transient, missing_credentials_error
 
-__all__ = ["DeltaSnapshot", "is_delta_table", "snapshot"]
+__all__ = ["DeltaEngine", "DeltaSnapshot", "column_mapping_mode", "is_delta_table", "snapshot"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,79 @@ class DeltaSnapshot:
     partition_columns: tuple[str, ...]
     entries: tuple[FileEntry, ...]
     num_rows: int | None
-    engine: Any = None  # a DeltaTable to read through, when the files alone are not the data
+    engine: DeltaEngine | None = None  # when the files alone are not the data
 
 
 # Reader features under which a data file alone does not give the table's rows.
 _ENGINE_FEATURES = {"deletionVectors", "columnMapping"}
+
+
+class DeltaEngine:
+    """deltalake's handle on one version of a table, for the reads that need its engine.
+
+    Tables with deletion vectors or column mapping cannot be read from their data files
+    alone. The handle is opened when first needed and pickles as (location, version):
+    a Dataset sent to a worker does not carry, or re-read, the log until it must.
+    """
+
+    def __init__(
+        self,
+        location: Location,
+        version: int,
+        *,
+        deletion_vectors: bool,
+        column_mapping: bool,
+        table: Any = None,
+    ) -> None:
+        self.location = location
+        self.version = version
+        self.deletion_vectors = deletion_vectors
+        self.column_mapping = column_mapping
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        """The ``deltalake.DeltaTable`` at this version."""
+        if self._table is None:
+            import deltalake
+
+            self._table = deltalake.DeltaTable(
+                self.location.delta_uri(),
+                version=self.version,
+                storage_options=self.location.delta_storage_options() or None,
+            )
+        return self._table
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_table"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"DeltaEngine({self.location.url!r}, version={self.version})"
+
+    def keep_masks(self) -> dict[str, Any]:
+        """Filesystem path -> boolean keep-mask (numpy) of the files with deletion vectors."""
+        if not self.deletion_vectors:
+            return {}
+        masks: dict[str, Any] = {}
+        fs = self.location.fs
+        root = self.location.path.rstrip("/")
+        for batch in pa.RecordBatchReader.from_stream(self.table.deletion_vectors()):
+            paths = batch.column("filepath").to_pylist()
+            vectors = batch.column("selection_vector")
+            for i, uri in enumerate(paths):
+                path = fs._strip_protocol(unquote(uri))
+                if self.location.is_local and not path.startswith("/"):
+                    path = f"{root}/{path}"
+                masks[path] = vectors[i].values.to_numpy(zero_copy_only=False)
+        return masks
+
+
+def column_mapping_mode(dt: Any) -> str | None:
+    """``"name"`` or ``"id"`` when the table maps logical to physical column names."""
+    mode = (dt.metadata().configuration or {}).get("delta.columnMapping.mode")
+    return mode if mode in ("name", "id") else None
 
 
 def is_delta_table(location: Location) -> bool:
@@ -96,12 +164,19 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         n = r.get("num_records")
         total = None if total is None or n is None else total + int(n)
     features = set(dt.protocol().reader_features or ())
-    engine = dt if features & _ENGINE_FEATURES else None
+    # Reader version 2 has no feature list: column mapping is then only in the configuration.
+    mapped = "columnMapping" in features or column_mapping_mode(dt) is not None
+    engine = None
+    if features & _ENGINE_FEATURES or mapped:
+        engine = DeltaEngine(
+            location, dt.version(), deletion_vectors="deletionVectors" in features,
+            column_mapping=mapped, table=dt,
+        )
     return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total, engine)
 
 
-def scan(table: Any, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def scan(engine: DeltaEngine, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """Stream a table through deltalake's own engine (deletion vectors, column mapping)."""
-    reader = pa.RecordBatchReader.from_stream(table.scan(columns=columns))
+    reader = pa.RecordBatchReader.from_stream(engine.table.scan(columns=columns))
     yield from reader
 

@@ -9,7 +9,6 @@ does the planning work (row-group statistics, partition values, schema evolution
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import re
 import threading
@@ -25,192 +24,23 @@ import pyarrow.parquet as pq
 
 from lakekit.errors import FormatError, LakekitError, SchemaMismatchError
 from lakekit.io.discover import FileEntry
-from lakekit.io.pipeline import shared_pool
+from lakekit.io.ranges import (
+    HOLE_MIN,
+    HOLE_RATIO,
+    MAX_REQUEST,
+    SparseFile,
+    fetch_ranges,
+    merge_ranges,
+)
 from lakekit.storage import Location, retry_call
 
-__all__ = ["FilePlan", "ParquetFiles", "ReadUnit", "SparseFile", "filter_columns"]
+__all__ = [
+    "HOLE_MIN", "HOLE_RATIO", "MAX_REQUEST", "FilePlan", "ParquetFiles", "ReadUnit", "SparseFile",
+    "filter_columns", "merge_ranges",
+]
 
 FOOTER_GUESS = 64 << 10
-HOLE_MIN = 16 << 10  # always merge ranges closer than this
-HOLE_RATIO = 0.1  # ... or when the gap is under 10% of the merged bytes
-MAX_REQUEST = 64 << 20  # largest single merged request
 UNIT_BYTES = 64 << 20  # decoded bytes per read unit (a group of row groups)
-IO_THREADS = 64  # concurrent range requests on synchronous filesystems
-
-
-class SparseFile:
-    """A read-only file over a remote object that serves reads from prefetched byte ranges.
-
-    Reads that miss the cache fetch the missing bytes with one ranged request each.
-    """
-
-    def __init__(self, fs: Any, path: str, size: int, url: str) -> None:
-        self._fs = fs
-        self._path = path
-        self._size = size
-        self._url = url
-        self._pos = 0
-        self._starts: list[int] = []
-        self._chunks: list[bytes] = []
-        self._lock = threading.Lock()
-        self.closed = False
-        self.requests = 0
-
-    # -- the file protocol pyarrow's PythonFile needs -----------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._pos
-
-    def size(self) -> int:
-        return self._size
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 0:
-            self._pos = offset
-        elif whence == 1:
-            self._pos += offset
-        else:
-            self._pos = self._size + offset
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        end = self._size if n is None or n < 0 else min(self._size, start + n)
-        if end <= start:
-            return b""
-        data = self._read_range(start, end)
-        self._pos = end
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-
-    # -- the cache -------------------------------------------------------------------------
-    def _read_range(self, start: int, end: int) -> bytes:
-        with self._lock:
-            i = bisect.bisect_right(self._starts, start) - 1
-            if i >= 0:
-                s, chunk = self._starts[i], self._chunks[i]
-                if s + len(chunk) >= end:
-                    return chunk[start - s : end - s]
-        missing = self.missing([(start, end)])
-        self.add(missing, fetch_ranges(self._fs, self._path, missing, url=self._url))
-        self.requests += len(missing)
-        pieces = []
-        pos = start
-        with self._lock:
-            while pos < end:
-                i = bisect.bisect_right(self._starts, pos) - 1
-                s, chunk = self._starts[i], self._chunks[i]
-                take = min(end, s + len(chunk))
-                pieces.append(chunk[pos - s : take - s])
-                pos = take
-        return b"".join(pieces)
-
-    def missing(self, ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The parts of ``ranges`` not in the cache."""
-        out: list[tuple[int, int]] = []
-        with self._lock:
-            starts, chunks = self._starts, self._chunks
-            for start, end in ranges:
-                pos = start
-                i = max(0, bisect.bisect_right(starts, pos) - 1)
-                while pos < end:
-                    while i < len(starts) and starts[i] + len(chunks[i]) <= pos:
-                        i += 1
-                    if i >= len(starts) or starts[i] >= end:
-                        out.append((pos, end))
-                        break
-                    if starts[i] > pos:
-                        out.append((pos, starts[i]))
-                    pos = starts[i] + len(chunks[i])
-                    i += 1
-        return out
-
-    def add(self, ranges: Sequence[tuple[int, int]], data: Sequence[bytes]) -> None:
-        """Put fetched ranges into the cache."""
-        with self._lock:
-            for (start, end), blob in zip(ranges, data, strict=True):
-                if len(blob) != end - start:
-                    raise FormatError(
-                        f"{self._url}: short read at bytes {start}-{end} "
-                        f"({len(blob)} bytes); the file may be truncated or changing"
-                    )
-                i = bisect.bisect_left(self._starts, start)
-                self._starts.insert(i, start)
-                self._chunks.insert(i, blob)
-
-    def evict(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Drop the cached ranges that start at one of ``ranges``' starts."""
-        drop = {start for start, _ in ranges}
-        with self._lock:
-            keep = [
-                (s, c) for s, c in zip(self._starts, self._chunks, strict=True) if s not in drop
-            ]
-            self._starts = [s for s, _ in keep]
-            self._chunks = [c for _, c in keep]
-
-    def cached_bytes(self) -> int:
-        with self._lock:
-            return sum(len(c) for c in self._chunks)
-
-
-def fetch_ranges(fs: Any, path: str, ranges: Sequence[tuple[int, int]], *, url: str) -> list[bytes]:
-    """Fetch byte ranges of one object concurrently (async filesystems) or in a small pool."""
-    if not ranges:
-        return []
-    if len(ranges) == 1:
-        ((start, end),) = ranges
-        return [retry_call(lambda: fs.cat_file(path, start=start, end=end), what=url)]
-    if getattr(fs, "async_impl", False):
-
-        def batch() -> list[bytes]:
-            out = fs.cat_ranges(
-                [path] * len(ranges),
-                [r[0] for r in ranges],
-                [r[1] for r in ranges],
-                on_error="raise",
-            )
-            return list(out)
-
-        return retry_call(batch, what=url)
-    return list(
-        # leaf range requests on synchronous filesystems (never nested)
-        shared_pool("io", max_workers=IO_THREADS).map(
-            lambda r: retry_call(lambda: fs.cat_file(path, start=r[0], end=r[1]), what=url),
-            ranges,
-        )
-    )
-
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge sorted byte ranges whose gaps are small relative to what they hold.
-
-    Examples
-    --------
-    >>> merge_ranges([(0, 100), (110, 200), (10_000_000, 10_000_100)])
-    [(0, 200), (10000000, 10000100)]
-    """
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out:
-            ps, pe = out[-1]
-            gap = start - pe
-            if gap <= 0 or (
-                (gap <= HOLE_MIN or gap <= HOLE_RATIO * (end - ps)) and end - ps <= MAX_REQUEST
-            ):
-                out[-1] = (ps, max(pe, end))
-                continue
-        out.append((start, end))
-    return out
 
 
 class _SparseHandler(pafs.FSSpecHandler):
@@ -285,11 +115,14 @@ class ParquetFiles:
         partition_expression: pc.Expression | None,
         *,
         keep_tail: bool = True,
+        footer: bytes | None = None,
     ) -> FilePlan:
         """Read the footer of ``entry`` (one request when remote) and make its fragment.
 
         ``keep_tail=False`` drops the fetched tail once the footer is parsed (when many
-        files are opened only for their schema).
+        files are opened only for their schema). ``footer``: the file's tail as
+        :meth:`footer_bytes` gave it elsewhere (a planning process), so that no request
+        is made for it here.
         """
         with self._lock:
             cached = self._plans.get(entry.path)
@@ -303,7 +136,9 @@ class ParquetFiles:
                 size = int(retry_call(lambda: self.location.fs.size(entry.path), what=url))
             sparse = SparseFile(self.location.fs, entry.path, size, url)
             tail = min(size, FOOTER_GUESS)
-            if tail:
+            if footer is not None and 8 <= len(footer) <= size:
+                sparse.add([(size - len(footer), size)], [footer])
+            elif tail:
                 sparse.add(
                     [(size - tail, size)],
                     fetch_ranges(self.location.fs, entry.path, [(size - tail, size)], url=url),
@@ -331,6 +166,42 @@ class ParquetFiles:
         with self._lock:
             self._plans[entry.path] = plan
         return plan
+
+    def footer_bytes(self, plan: FilePlan) -> bytes | None:
+        """The file's footer with its length and magic (the tail pyarrow reads first),
+        from the cache: no request. ``None`` on local disk, where footers cost no request."""
+        sparse = plan.sparse
+        if sparse is None:
+            return None
+        size = sparse.size()
+        need = int(plan.metadata.serialized_size) + 8
+        if need > size or sparse.missing([(size - need, size)]):
+            return None
+        return sparse.read_at(size - need, size)
+
+    def unit(
+        self, plan: FilePlan, row_groups: Sequence[int], *, columns: Sequence[str]
+    ) -> ReadUnit:
+        """One read unit over the given row groups of an opened file."""
+        md = plan.metadata
+        wanted = set(columns)
+        leaf_idx = [
+            j
+            for j in range(md.num_columns)
+            if _top_name(md.schema.column(j).path, wanted) is not None
+        ]
+        ranges: list[tuple[int, int]] = []
+        cost = rows = 0
+        for rg in row_groups:
+            meta = md.row_group(rg)
+            rg_cost = 0
+            for j in leaf_idx:
+                ranges.append(_chunk_range(meta.column(j)))
+                rg_cost += meta.column(j).total_uncompressed_size
+            cost += max(rg_cost, 1)
+            rows += meta.num_rows
+        plan.remaining += 1
+        return ReadUnit(plan, list(row_groups), merge_ranges(ranges), cost, rows, True)
 
     def units(
         self,
@@ -363,11 +234,7 @@ class ParquetFiles:
             rg_cost = 0
             for j in leaf_idx:
                 col = meta.column(j)
-                start = col.data_page_offset
-                dict_at = col.dictionary_page_offset if col.has_dictionary_page else None
-                if dict_at and dict_at < start:
-                    start = dict_at
-                ranges.append((start, start + col.total_compressed_size))
+                ranges.append(_chunk_range(col))
                 rg_cost += col.total_uncompressed_size
             group.append(rg)
             cost += max(rg_cost, 1)
@@ -444,6 +311,15 @@ class ParquetFiles:
             self._plans.pop(path, None)
             if self._handler is not None:
                 self._handler.files.pop(path, None)
+
+
+def _chunk_range(col: Any) -> tuple[int, int]:
+    """The byte range of one column chunk (its dictionary page included)."""
+    start = col.data_page_offset
+    dict_at = col.dictionary_page_offset if col.has_dictionary_page else None
+    if dict_at and dict_at < start:
+        start = dict_at
+    return (start, start + col.total_compressed_size)
 
 
 def _top_name(path: str, wanted: set[str]) -> str | None:

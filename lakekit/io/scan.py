@@ -64,6 +64,36 @@ class Scan:
         # Delta tables with deletion vectors or column mapping are read through deltalake.
         self._engine = engine
 
+    # -- what it reads (for the piece planner, lakekit.io.pieces) ------------------------
+    @property
+    def location(self) -> Location:
+        return self._location
+
+    @property
+    def entries(self) -> list[FileEntry]:
+        return self._entries
+
+    @property
+    def spec(self) -> FileFormat:
+        return self._spec
+
+    @property
+    def partition_fields(self) -> pa.Schema:
+        return self._partition_fields
+
+    @property
+    def on_bad_lines(self) -> Literal["error", "skip"]:
+        return self._on_bad_lines
+
+    @property
+    def engine(self) -> Any:
+        """The deltalake handle for tables with deletion vectors or column mapping, else None."""
+        return self._engine
+
+    @property
+    def parquet_files(self) -> ParquetFiles | None:
+        return self._parquet
+
     @property
     def schema(self) -> pa.Schema:
         """The dataset's schema (explicit, or inferred once), hive partition columns last."""
@@ -91,11 +121,11 @@ class Scan:
         pf = self._parquet
 
         def rows(e: FileEntry) -> int:
-            return int(pf.open(e, self._pexpr(e), keep_tail=False).metadata.num_rows)
+            return int(pf.open(e, self.partition_expr(e), keep_tail=False).metadata.num_rows)
 
         return sum(ordered_map(rows, self._entries, workers=self.workers(None)))
 
-    def _pexpr(self, entry: FileEntry) -> pc.Expression | None:
+    def partition_expr(self, entry: FileEntry) -> pc.Expression | None:
         if entry.path not in self._pexprs:
             self._pexprs[entry.path] = (
                 partition_expression(entry.partition, self._partition_fields)
@@ -104,13 +134,13 @@ class Scan:
             )
         return self._pexprs[entry.path]
 
-    def _selected(self, expr: pc.Expression | None) -> list[FileEntry]:
+    def selected(self, expr: pc.Expression | None) -> list[FileEntry]:
         """Files whose partition values may match ``expr``."""
         if expr is None or not any(e.partition for e in self._entries):
             return self._entries
         schema = self.schema
         true = pc.scalar(True)
-        parts = [self._pexpr(e) for e in self._entries]
+        parts = [self.partition_expr(e) for e in self._entries]
         probe = pads.FileSystemDataset.from_paths(
             [e.path for e in self._entries],
             schema=schema,
@@ -146,7 +176,7 @@ class Scan:
         if expr is not None:
             validate_filter(expr, schema)
         needed = list(dict.fromkeys([*columns, *sorted(filter_columns(expr, schema.names))]))
-        entries = self._selected(expr)
+        entries = self.selected(expr)
         n_workers = self.workers(workers)
         bar = Progress(
             total_bytes=sum(e.size or 0 for e in entries),
@@ -203,7 +233,7 @@ class Scan:
         pf = self._parquet
         assert pf is not None
         plans = list(
-            ordered_map(lambda e: pf.open(e, self._pexpr(e)), entries, workers=workers)
+            ordered_map(lambda e: pf.open(e, self.partition_expr(e)), entries, workers=workers)
         )
         if not plans:
             return
@@ -257,7 +287,7 @@ class Scan:
         unit_bytes = max(1 << 20, min(64 << 20, budget // max(2, 2 * workers)))
 
         def plan(entry: FileEntry) -> list[ReadUnit]:
-            p = pf.open(entry, self._pexpr(entry))
+            p = pf.open(entry, self.partition_expr(entry))
             return pf.units(p, columns=needed, filter=expr, schema=schema, unit_bytes=unit_bytes)
 
         planned = ordered_map(plan, entries, workers=workers, window=workers)
@@ -315,7 +345,7 @@ class Scan:
                 block_size=block_size,
                 order=order[entry.path],
             ):
-                yield self._finish(pa.Table.from_batches([batch]), entry, needed, columns, expr)
+                yield self.finish(pa.Table.from_batches([batch]), entry, needed, columns, expr)
 
         def whole(entry: FileEntry) -> pa.Table:
             parts = list(batches(entry))
@@ -335,7 +365,7 @@ class Scan:
             if tally is not None:
                 tally.warn()
 
-    def _finish(
+    def finish(
         self,
         table: pa.Table,
         entry: FileEntry,
@@ -366,7 +396,7 @@ class Scan:
             pf = self._parquet
 
             def one(e: FileEntry) -> tuple[str, pa.Schema]:
-                plan = pf.open(e, self._pexpr(e), keep_tail=len(self._entries) <= 64)
+                plan = pf.open(e, self.partition_expr(e), keep_tail=len(self._entries) <= 64)
                 return self._location.url_of(e.path), plan.fragment.physical_schema
 
             schemas = list(ordered_map(one, self._entries, workers=workers))

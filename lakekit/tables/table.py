@@ -85,6 +85,10 @@ class Table:
     def __repr__(self) -> str:
         return f"Table({self._delta.url!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as (uri, storage_options): a worker reopens the table, nothing else travels."""
+        return (_rebuild_table, (self._source, self._storage_options))
+
     def _repr_html_(self) -> str:
         return table_html(self)
 
@@ -383,3 +387,7 @@ class Table:
         (1, (0,))
         """
         return vacuum_files(self._delta, self._tags, retention_hours, dry_run=dry_run)
+
+
+def _rebuild_table(source: str, storage_options: dict[str, Any]) -> Table:
+    return Table(source, storage_options=storage_options)

@@ -1,0 +1,253 @@
+"""A dataset cut into pieces that other processes read: the plan of a distributed read.
+
+:func:`plan` turns a read request (columns, filter, split) into :class:`Piece` s on the
+planning process (the driver): hive partitions and row-group statistics prune files and
+row groups before any task exists, and each piece carries what its reader needs to skip
+the requests already made (the parquet footer) and what it cannot learn from the file
+(a Delta deletion vector). :func:`read` reads one piece, anywhere the dataset was sent
+(it pickles to a small spec, see :mod:`lakekit.io.dataset`), with exactly the semantics
+of a local read: the unified schema, hive partition values, column mapping, deleted
+rows removed, the filter applied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakekit.errors import ConfigError, FormatError
+from lakekit.io.discover import FileEntry
+from lakekit.io.parquet import filter_columns
+from lakekit.io.pipeline import ordered_map
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, validate_filter
+
+__all__ = ["PIECE_BYTES", "Piece", "Split", "plan", "read"]
+
+Split = Literal["file", "row_group"]
+PIECE_BYTES = 128 << 20  # decoded bytes per piece with split="row_group"
+_WHOLE = 1 << 62
+_TEXT_EXPANSION = 2  # decoded bytes per byte of JSONL / CSV, roughly
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Piece:
+    """One task's share of a dataset: a file, or a group of its row groups.
+
+    Attributes
+    ----------
+    index
+        Position in the read order (pieces are read and concatenated in this order).
+    entry
+        The file (filesystem path, size, hive partition values).
+    row_groups
+        The parquet row groups to read (after pruning), or ``None`` for the whole file.
+    rows
+        Rows before the filter, when the metadata tells (parquet footers); else ``None``.
+    nbytes
+        Estimated decoded bytes of the columns planned for.
+    footer
+        The parquet footer, so that the reader makes no request for it (object stores).
+    keep
+        Delta deletion vector: the rows to keep, as bits (``numpy.packbits``).
+    keep_rows
+        The number of rows ``keep`` covers.
+    """
+
+    index: int
+    entry: FileEntry
+    row_groups: tuple[int, ...] | None = None
+    rows: int | None = None
+    nbytes: int = 0
+    footer: bytes | None = None
+    keep: bytes | None = None
+    keep_rows: int = 0
+
+    def __repr__(self) -> str:
+        groups = "" if self.row_groups is None else f", row_groups={list(self.row_groups)}"
+        rows = "" if self.rows is None else f", rows={self.rows}"
+        return f"Piece({self.index}, {os.path.basename(self.entry.path)!r}{groups}{rows})"
+
+
+def plan(
+    scan: Scan,
+    columns: Sequence[str],
+    filter: pc.Expression | None,
+    *,
+    split: Split = "file",
+    piece_bytes: int = PIECE_BYTES,
+    workers: int | None = None,
+) -> list[Piece]:
+    """The pieces of a read of ``columns`` (rows matching ``filter``), in read order.
+
+    Files whose partition values or row-group statistics rule them out get no piece;
+    footers are read in parallel, once.
+    """
+    if split not in ("file", "row_group"):
+        raise ConfigError(f"split must be 'file' or 'row_group'; got {split!r}")
+    schema = scan.schema
+    if filter is not None:
+        validate_filter(filter, schema)
+    needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
+    entries = scan.selected(filter)
+    n_workers = scan.workers(workers)
+    pf = scan.parquet_files
+    engine = scan.engine
+    out: list[Piece] = []
+    if engine is not None:
+        # Deletion vectors and column mapping: whole files, deleted rows masked after the read.
+        masks = engine.keep_masks()
+        for entry in entries:
+            mask = masks.get(entry.path)
+            keep = None if mask is None else np.packbits(mask.astype(bool)).tobytes()
+            size = (entry.size or 0) * _TEXT_EXPANSION
+            out.append(Piece(len(out), entry, None, None, size, None, keep,
+                             0 if mask is None else len(mask)))
+        return out
+    if pf is None:
+        for entry in entries:
+            size = (entry.size or 0) * _TEXT_EXPANSION
+            out.append(Piece(len(out), entry, None, None, size))
+        return out
+    unit_bytes = piece_bytes if split == "row_group" else _WHOLE
+
+    def one(entry: FileEntry) -> list[Piece]:
+        opened = pf.open(entry, scan.partition_expr(entry))
+        try:
+            units = pf.units(
+                opened, columns=needed, filter=filter, schema=schema, unit_bytes=unit_bytes
+            )
+            footer = pf.footer_bytes(opened)
+        finally:
+            pf.release(entry.path)
+        return [
+            Piece(0, entry, tuple(u.row_groups), u.rows, u.cost, footer)
+            for u in units
+            if u.row_groups
+        ]
+
+    for group in ordered_map(one, entries, workers=n_workers):
+        for p in group:
+            out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
+    return out
+
+
+def read(
+    scan: Scan,
+    piece: Piece,
+    columns: Sequence[str],
+    filter: pc.Expression | None,
+) -> pa.Table:
+    """Read one piece: ``columns`` of its rows matching ``filter``, typed as the dataset."""
+    schema = scan.schema
+    columns = list(columns)
+    needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
+    if scan.engine is not None:
+        return _read_mapped(scan, piece, needed, columns, filter)
+    pf = scan.parquet_files
+    if pf is None:
+        return _read_text(scan, piece, columns, filter)
+    entry = piece.entry
+    opened = pf.open(entry, scan.partition_expr(entry), footer=piece.footer)
+    groups = (
+        piece.row_groups
+        if piece.row_groups is not None
+        else tuple(range(opened.metadata.num_row_groups))
+    )
+    unit = pf.unit(opened, groups, columns=needed)
+    table = pf.read(unit, columns=needed, filter=filter, schema=schema, use_threads=True)
+    return table.select(columns) if needed != columns else table
+
+
+def _read_text(
+    scan: Scan, piece: Piece, columns: list[str], filter: pc.Expression | None
+) -> pa.Table:
+    one = Scan(
+        scan.location,
+        [piece.entry],
+        spec=scan.spec,
+        schema=scan.schema,
+        partition_fields=scan.partition_fields,
+        on_bad_lines=scan.on_bad_lines,
+    )
+    parts = list(
+        one.tables(columns, filter, workers=1, progress=False, budget=DEFAULT_BUDGET,
+                   n_rows=None, streaming=True)
+    )
+    if not parts:
+        return scan.schema.empty_table().select(columns)
+    return pa.concat_tables(parts)
+
+
+def _physical_names(schema: pa.Schema) -> dict[str, str]:
+    """Logical -> physical column names (Delta column mapping, top-level columns)."""
+    out = {}
+    for f in schema:
+        meta = f.metadata or {}
+        physical = meta.get(b"delta.columnMapping.physicalName")
+        out[f.name] = physical.decode() if physical else f.name
+    return out
+
+
+def _read_mapped(
+    scan: Scan,
+    piece: Piece,
+    needed: list[str],
+    columns: list[str],
+    filter: pc.Expression | None,
+) -> pa.Table:
+    """A Delta data file read as the table sees it: physical names mapped to logical ones,
+    the rows its deletion vector deletes removed."""
+    pf = scan.parquet_files
+    assert pf is not None
+    schema = scan.schema
+    parts = set(scan.partition_fields.names)
+    names = _physical_names(schema) if scan.engine.column_mapping else {}
+    file_cols = [c for c in needed if c not in parts]
+    physical = pa.schema([
+        schema.field(c).with_name(names.get(c, c)).remove_metadata() for c in file_cols
+    ])
+    entry = piece.entry
+    opened = pf.open(entry, None, footer=piece.footer)
+    n = opened.metadata.num_rows
+    if file_cols:
+        groups = tuple(range(opened.metadata.num_row_groups))
+        phys_cols = [names.get(c, c) for c in file_cols]
+        unit = pf.unit(opened, groups, columns=phys_cols)
+        table = pf.read(unit, columns=phys_cols, filter=None, schema=physical, use_threads=True)
+        table = table.rename_columns(file_cols)
+    else:  # only partition columns: the row count still matters
+        pf.release(entry.path)
+        table = pa.table({"rows": pa.nulls(n)}).select([])
+    if piece.keep is not None:
+        bits = np.unpackbits(np.frombuffer(piece.keep, dtype=np.uint8))[: piece.keep_rows]
+        if len(bits) < n:  # a selection vector ends at its last deleted row
+            bits = np.concatenate([bits, np.ones(n - len(bits), dtype=np.uint8)])
+        elif len(bits) > n:
+            raise FormatError(
+                f"{scan.location.url_of(entry.path)}: the deletion vector covers "
+                f"{len(bits)} rows but the file holds {n}; the table's log and files disagree"
+            )
+        table = table.filter(pa.array(bits.astype(bool)))
+    return scan.finish(table, entry, needed, columns, filter)
+
+
+def estimated_bytes(pieces: Sequence[Piece]) -> int:
+    """The summed decoded size the pieces were planned with."""
+    return sum(p.nbytes for p in pieces)
+
+
+def describe(pieces: Sequence[Piece]) -> dict[str, Any]:
+    """A small summary (for logs and reprs): pieces, files, rows where known, bytes."""
+    rows = [p.rows for p in pieces]
+    return {
+        "pieces": len(pieces),
+        "files": len({p.entry.path for p in pieces}),
+        "rows": None if any(r is None for r in rows) else sum(r or 0 for r in rows),
+        "bytes": estimated_bytes(pieces),
+    }
