@@ -160,8 +160,8 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         if "://" in path:
             path = location.fs._strip_protocol(path)
         part = tuple((c, r.get(f"partition.{c}")) for c in partition_columns)
-        entries.append(FileEntry(path, int(r["size_bytes"]), part))
         n = r.get("num_records")
+        entries.append(FileEntry(path, int(r["size_bytes"]), part, None if n is None else int(n)))
         total = None if total is None or n is None else total + int(n)
     features = set(dt.protocol().reader_features or ())
     # Reader version 2 has no feature list: column mapping is then only in the configuration.

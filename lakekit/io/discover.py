@@ -25,11 +25,13 @@ _DIGITS = re.compile(r"(\d+)")
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One data file: its path on the filesystem, size in bytes and hive partition values."""
+    """One data file: its path on the filesystem, size in bytes, hive partition values and,
+    where a table's log records it, its row count."""
 
     path: str
     size: int | None
     partition: tuple[tuple[str, str], ...] = field(default=())
+    rows: int | None = None
 
 
 def natural_key(path: str) -> tuple[tuple[int, int | str], ...]:

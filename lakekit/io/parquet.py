@@ -167,6 +167,11 @@ class ParquetFiles:
             self._plans[entry.path] = plan
         return plan
 
+    def cached(self, path: str) -> FilePlan | None:
+        """The file's plan if it is open already (its footer read), else None."""
+        with self._lock:
+            return self._plans.get(path)
+
     def footer_bytes(self, plan: FilePlan) -> bytes | None:
         """The file's footer with its length and magic (the tail pyarrow reads first),
         from the cache: no request. ``None`` on local disk, where footers cost no request."""

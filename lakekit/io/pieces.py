@@ -32,7 +32,7 @@ __all__ = ["PIECE_BYTES", "Piece", "Split", "plan", "read"]
 Split = Literal["file", "row_group"]
 PIECE_BYTES = 128 << 20  # decoded bytes per piece with split="row_group"
 _WHOLE = 1 << 62
-_TEXT_EXPANSION = 2  # decoded bytes per byte of JSONL / CSV, roughly
+_EXPANSION = 2  # decoded bytes per byte of a file, roughly (for sizes not in a footer)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -105,14 +105,31 @@ def plan(
         for entry in entries:
             mask = masks.get(entry.path)
             keep = None if mask is None else np.packbits(mask.astype(bool)).tobytes()
-            size = (entry.size or 0) * _TEXT_EXPANSION
+            size = (entry.size or 0) * _EXPANSION
             out.append(Piece(len(out), entry, None, None, size, None, keep,
                              0 if mask is None else len(mask)))
         return out
     if pf is None:
         for entry in entries:
-            size = (entry.size or 0) * _TEXT_EXPANSION
+            size = (entry.size or 0) * _EXPANSION
             out.append(Piece(len(out), entry, None, None, size))
+        return out
+    data_filter = filter is not None and bool(
+        filter_columns(filter, [n for n in schema.names if n not in scan.partition_fields.names])
+    )
+    if split == "file" and not data_filter:
+        # Whole files, pruned by partition values only: no footer is needed to plan (a
+        # Delta log or an explicit schema= means none is read at all). Footers already
+        # read, for the schema, travel with the pieces.
+        for entry in entries:
+            opened = pf.cached(entry.path)
+            rows = entry.rows
+            footer = None
+            if opened is not None:
+                rows = int(opened.metadata.num_rows)
+                footer = pf.footer_bytes(opened)
+            out.append(Piece(len(out), entry, None, rows, (entry.size or 0) * _EXPANSION,
+                             footer))
         return out
     unit_bytes = piece_bytes if split == "row_group" else _WHOLE
 
