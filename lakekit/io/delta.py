@@ -77,19 +77,26 @@ class DeltaEngine:
         return f"DeltaEngine({self.location.url!r}, version={self.version})"
 
     def keep_masks(self) -> dict[str, Any]:
-        """Filesystem path -> boolean keep-mask (numpy) of the files with deletion vectors."""
+        """Filesystem path -> boolean keep-mask (numpy) of the files with deletion vectors.
+
+        The paths are those of the snapshot's entries: deltalake names files by URL under
+        its own form of the table root (local paths with symlinks resolved), so a file
+        under that root is keyed by its path relative to it, joined to this location's.
+        """
         if not self.deletion_vectors:
             return {}
         masks: dict[str, Any] = {}
         fs = self.location.fs
         root = self.location.path.rstrip("/")
+        table_uri = self.table.table_uri.rstrip("/") + "/"
         for batch in pa.RecordBatchReader.from_stream(self.table.deletion_vectors()):
             paths = batch.column("filepath").to_pylist()
             vectors = batch.column("selection_vector")
             for i, uri in enumerate(paths):
-                path = fs._strip_protocol(unquote(uri))
-                if self.location.is_local and not path.startswith("/"):
-                    path = f"{root}/{path}"
+                if uri.startswith(table_uri):
+                    path = f"{root}/{unquote(uri[len(table_uri):])}"
+                else:  # an absolute path outside the table's root
+                    path = fs._strip_protocol(unquote(uri))
                 masks[path] = vectors[i].values.to_numpy(zero_copy_only=False)
         return masks
 

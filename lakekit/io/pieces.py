@@ -102,6 +102,16 @@ def plan(
     if engine is not None:
         # Deletion vectors and column mapping: whole files, deleted rows masked after the read.
         masks = engine.keep_masks()
+        listed = {e.path for e in scan.entries}
+        lost = [path for path in masks if path not in listed]
+        if lost:  # reading on would return rows the table deleted
+            raise FormatError(
+                f"{scan.location.url}: the deletion vector of {scan.location.url_of(lost[0])}"
+                f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''} matches none of "
+                "the data files lakekit listed for this version, so its deleted rows cannot "
+                "be removed; this is a lakekit bug: please report it with the table's "
+                "_delta_log"
+            )
         for entry in entries:
             mask = masks.get(entry.path)
             keep = None if mask is None else np.packbits(mask.astype(bool)).tobytes()
