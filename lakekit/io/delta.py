@@ -100,6 +100,10 @@ class DeltaEngine:
                 masks[path] = vectors[i].values.to_numpy(zero_copy_only=False)
         return masks
 
+    def deleted_rows(self) -> int:
+        """The rows that the deletion vectors remove (the log's numRecords counts them)."""
+        return sum(int(mask.size - mask.sum()) for mask in self.keep_masks().values())
+
 
 def column_mapping_mode(dt: Any) -> str | None:
     """``"name"`` or ``"id"`` when the table maps logical to physical column names."""
