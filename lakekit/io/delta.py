@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakekit.errors import NotFoundError, StorageError, VersionNotFoundError
+from lakekit.errors import FormatError, NotFoundError, StorageError, VersionNotFoundError
 from lakekit.io.discover import FileEntry
 from lakekit.storage import Location, is_transient, missing_credentials_error
 
@@ -143,6 +144,13 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         raise NotFoundError(f"{location.url}: no Delta table here") from None
     except Exception as exc:  # deltalake raises generic errors for missing versions
         text = location.redact(str(exc))
+        feature = re.search(r"Unsupported: Feature '([^']+)'", text)
+        if feature:  # a reader feature of the table's protocol that deltalake cannot read
+            raise FormatError(
+                f"{location.url}: the table needs the Delta reader feature "
+                f"{feature.group(1)!r}, which deltalake {deltalake.__version__} cannot read; "
+                "upgrade deltalake, or read the table with an engine that supports it"
+            ) from None
         if version is not None and ("version" in text.lower() or "not found" in text.lower()):
             raise VersionNotFoundError(
                 f"{location.url}: version {version} cannot be read ({text.splitlines()[0]}); "
