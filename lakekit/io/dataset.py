@@ -168,9 +168,11 @@ class Dataset:
     def count_rows(self, filter: Filter = None) -> int:
         """The number of rows (matching ``filter``), from metadata where possible."""
         expr = to_expression(filter)
-        exact = self._engine is None  # with deletion vectors, numRecords over-counts
-        if expr is None and self._num_rows is not None and exact:  # Delta: from the log
-            return self._num_rows
+        if expr is None and self._num_rows is not None:  # Delta: from the log
+            if self._engine is None or not self._engine.deletion_vectors:
+                return self._num_rows
+            # numRecords counts the rows deletion vectors remove: subtract those
+            return self._num_rows - int(self._engine.deleted_rows())
         if expr is None:
             from_footers = self._scan.count_from_footers()
             if from_footers is not None:

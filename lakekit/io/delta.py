@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakekit.errors import NotFoundError, StorageError, VersionNotFoundError
+from lakekit.errors import FormatError, NotFoundError, StorageError, VersionNotFoundError
 from lakekit.io.discover import FileEntry
 from lakekit.storage import Location, is_transient, missing_credentials_error
 
@@ -77,21 +78,32 @@ class DeltaEngine:
         return f"DeltaEngine({self.location.url!r}, version={self.version})"
 
     def keep_masks(self) -> dict[str, Any]:
-        """Filesystem path -> boolean keep-mask (numpy) of the files with deletion vectors."""
+        """Filesystem path -> boolean keep-mask (numpy) of the files with deletion vectors.
+
+        The paths are those of the snapshot's entries: deltalake names files by URL under
+        its own form of the table root (local paths with symlinks resolved), so a file
+        under that root is keyed by its path relative to it, joined to this location's.
+        """
         if not self.deletion_vectors:
             return {}
         masks: dict[str, Any] = {}
         fs = self.location.fs
         root = self.location.path.rstrip("/")
+        table_uri = self.table.table_uri.rstrip("/") + "/"
         for batch in pa.RecordBatchReader.from_stream(self.table.deletion_vectors()):
             paths = batch.column("filepath").to_pylist()
             vectors = batch.column("selection_vector")
             for i, uri in enumerate(paths):
-                path = fs._strip_protocol(unquote(uri))
-                if self.location.is_local and not path.startswith("/"):
-                    path = f"{root}/{path}"
+                if uri.startswith(table_uri):
+                    path = f"{root}/{unquote(uri[len(table_uri):])}"
+                else:  # an absolute path outside the table's root
+                    path = fs._strip_protocol(unquote(uri))
                 masks[path] = vectors[i].values.to_numpy(zero_copy_only=False)
         return masks
+
+    def deleted_rows(self) -> int:
+        """The rows that the deletion vectors remove (the log's numRecords counts them)."""
+        return sum(int(mask.size - mask.sum()) for mask in self.keep_masks().values())
 
 
 def column_mapping_mode(dt: Any) -> str | None:
@@ -132,6 +144,13 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         raise NotFoundError(f"{location.url}: no Delta table here") from None
     except Exception as exc:  # deltalake raises generic errors for missing versions
         text = location.redact(str(exc))
+        feature = re.search(r"Unsupported: Feature '([^']+)'", text)
+        if feature:  # a reader feature of the table's protocol that deltalake cannot read
+            raise FormatError(
+                f"{location.url}: the table needs the Delta reader feature "
+                f"{feature.group(1)!r}, which deltalake {deltalake.__version__} cannot read; "
+                "upgrade deltalake, or read the table with an engine that supports it"
+            ) from None
         if version is not None and ("version" in text.lower() or "not found" in text.lower()):
             raise VersionNotFoundError(
                 f"{location.url}: version {version} cannot be read ({text.splitlines()[0]}); "

@@ -102,6 +102,16 @@ def plan(
     if engine is not None:
         # Deletion vectors and column mapping: whole files, deleted rows masked after the read.
         masks = engine.keep_masks()
+        listed = {e.path for e in scan.entries}
+        lost = [path for path in masks if path not in listed]
+        if lost:  # reading on would return rows the table deleted
+            raise FormatError(
+                f"{scan.location.url}: the deletion vector of {scan.location.url_of(lost[0])}"
+                f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''} matches none of "
+                "the data files lakekit listed for this version, so its deleted rows cannot "
+                "be removed; this is a lakekit bug: please report it with the table's "
+                "_delta_log"
+            )
         for entry in entries:
             mask = masks.get(entry.path)
             keep = None if mask is None else np.packbits(mask.astype(bool)).tobytes()
@@ -201,14 +211,38 @@ def _read_text(
     return pa.concat_tables(parts)
 
 
-def _physical_names(schema: pa.Schema) -> dict[str, str]:
-    """Logical -> physical column names (Delta column mapping, top-level columns)."""
-    out = {}
-    for f in schema:
-        meta = f.metadata or {}
-        physical = meta.get(b"delta.columnMapping.physicalName")
-        out[f.name] = physical.decode() if physical else f.name
-    return out
+_PHYSICAL_NAME = b"delta.columnMapping.physicalName"
+
+
+def _physical_field(field: pa.Field) -> pa.Field:
+    """``field`` as a column-mapped data file stores it: the physical name at every level
+    (struct fields nested in structs, lists and maps have physical names too)."""
+    physical = (field.metadata or {}).get(_PHYSICAL_NAME)
+    name = physical.decode() if physical else field.name
+    return pa.field(name, _physical_type(field.type), field.nullable)
+
+
+def _physical_type(typ: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(typ):
+        return pa.struct([_physical_field(typ.field(i)) for i in range(typ.num_fields)])
+    if pa.types.is_map(typ):
+        return pa.map_(_physical_field(typ.key_field), _physical_field(typ.item_field),
+                       keys_sorted=typ.keys_sorted)
+    if pa.types.is_large_list(typ):
+        return pa.large_list(_physical_field(typ.value_field))
+    if pa.types.is_fixed_size_list(typ):
+        return pa.list_(_physical_field(typ.value_field), typ.list_size)
+    if pa.types.is_list(typ):
+        return pa.list_(_physical_field(typ.value_field))
+    return typ
+
+
+def _as_logical(column: pa.ChunkedArray, typ: pa.DataType) -> pa.ChunkedArray:
+    """A column read under its physical nested names, with the logical ones: the same
+    layout, so a zero-copy view (a cast would match struct fields by name: all nulls)."""
+    if column.type == typ:
+        return column
+    return pa.chunked_array([c.view(typ) for c in column.chunks], type=typ)
 
 
 def _read_mapped(
@@ -224,20 +258,24 @@ def _read_mapped(
     assert pf is not None
     schema = scan.schema
     parts = set(scan.partition_fields.names)
-    names = _physical_names(schema) if scan.engine.column_mapping else {}
+    mapped = bool(scan.engine.column_mapping)
     file_cols = [c for c in needed if c not in parts]
     physical = pa.schema([
-        schema.field(c).with_name(names.get(c, c)).remove_metadata() for c in file_cols
+        _physical_field(schema.field(c)) if mapped else schema.field(c).remove_metadata()
+        for c in file_cols
     ])
     entry = piece.entry
     opened = pf.open(entry, None, footer=piece.footer)
     n = opened.metadata.num_rows
     if file_cols:
         groups = tuple(range(opened.metadata.num_row_groups))
-        phys_cols = [names.get(c, c) for c in file_cols]
+        phys_cols = physical.names
         unit = pf.unit(opened, groups, columns=phys_cols)
         table = pf.read(unit, columns=phys_cols, filter=None, schema=physical, use_threads=True)
-        table = table.rename_columns(file_cols)
+        table = pa.table(
+            [_as_logical(table.column(i), schema.field(c).type) for i, c in enumerate(file_cols)],
+            names=file_cols,
+        )
     else:  # only partition columns: the row count still matters
         pf.release(entry.path)
         table = pa.table({"rows": pa.nulls(n)}).select([])
