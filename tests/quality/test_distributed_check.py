@@ -227,6 +227,9 @@ def test_checks_no_partition_can_decide_are_refused(shards: str, dask_client: An
     with pytest.raises(ConfigError, match="unique_values_eq"):
         lk.check(shards, pa.DataFrameSchema({"kind": pa.Column(
             pl.String, pa.Check.unique_values_eq(["view", "click", "buy"]))}), engine="ray")
+    with pytest.raises(ConfigError, match="drop_invalid_rows"):
+        lk.check(shards, pa.DataFrameSchema({"kind": pa.Column(pl.String)},
+                                            drop_invalid_rows=True), engine="dask")
     # a sample is validated in one piece, on the driver: every check can run there
     sampled = lk.check(shards, schema, sample=50)
     assert strip(lk.check(shards, schema, sample=50, engine="dask", client=dask_client)) == \
