@@ -2,6 +2,8 @@
 
 It exits 0 for pass and warn, 1 for fail, 2 for a usage, configuration or access error (one
 line on stderr, raised as a LakekitError and printed by :func:`lakekit.cli.main`).
+``--engine dask --scheduler tcp://host:8786`` validates on a Dask cluster (``--engine ray``
+on Ray), partition by partition, with the report a local run gives.
 ``lakekit schema infer`` (a pandera YAML schema started from the data) is in
 :mod:`lakekit.cli.io`, with the rest of ``lakekit schema``.
 """
@@ -44,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-table", default=None, metavar="URI",
                    help="append the report's summary to this Delta table")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--engine", choices=("dask", "ray"), default=None,
+                   help="validate the schema partition by partition on Dask or Ray (the "
+                        "report equals a local one; needs lakekit[dask] or lakekit[ray])")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --engine dask: the scheduler, e.g. tcp://host:8786 (default: "
+                        "Dask's local scheduler); with --engine ray: the cluster address "
+                        "(default: $RAY_ADDRESS, else a local Ray)")
     add_storage_option(p)
     p.set_defaults(handler=lambda args: _cmd_check(args, options(args.storage_option)))
 
@@ -63,17 +72,47 @@ def _cmd_check(args: argparse.Namespace, options: dict[str, str]) -> int:
 
         raise ConfigError("nothing to check: give --schema, a freshness option "
                           "(--freshness-column / --max-age) or --min-rows / --max-rows")
-    report = lk.check(
-        args.source, args.schema, freshness=freshness, volume=volume,
-        storage_options=options or None, schemas_dir=args.schemas_dir, sample=args.sample,
-        results_table=args.results_table,
-    )
+    client = _connect(args.engine, args.scheduler)
+    try:
+        report = lk.check(
+            args.source, args.schema, freshness=freshness, volume=volume,
+            storage_options=options or None, schemas_dir=args.schemas_dir, sample=args.sample,
+            results_table=args.results_table, engine=args.engine, client=client,
+        )
+    finally:
+        if client is not None:
+            client.close(timeout=30)
     if args.json:
         print(report.to_json(indent=2))
     else:
         print(report.summary())
         _print_failure_cases(report)
     return 1 if report.status == "fail" else 0
+
+
+def _connect(engine: str | None, address: str | None) -> Any:
+    """The ``distributed.Client`` of ``--scheduler`` for Dask (closed by the caller); for
+    Ray, ``ray.init(address)``. ``None`` when there is nothing to connect to."""
+    from lakekit._deps import import_optional
+    from lakekit.errors import ConfigError
+
+    if address is None:
+        return None
+    if engine is None:
+        raise ConfigError("--scheduler needs --engine dask or --engine ray")
+    purpose = f"lakekit check --engine {engine}"
+    try:
+        if engine == "dask":
+            distributed = import_optional("distributed", purpose=purpose)
+            return distributed.Client(address, timeout=30, set_as_default=False)
+        ray = import_optional("ray", purpose=purpose)
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"--scheduler {address}: cannot connect to {engine} there: "
+                          f"{detail}") from None
+    return None
 
 
 def _print_failure_cases(report: Any, limit: int = 20) -> None:

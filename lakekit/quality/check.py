@@ -30,6 +30,8 @@ def check(
     sample: int | None = None,
     results_table: Any = None,
     max_failure_cases: int = DEFAULT_MAX_FAILURE_CASES,
+    engine: str | None = None,
+    client: Any = None,
 ) -> QualityReport:
     """Check data against a pandera schema, a freshness limit and a row-count range.
 
@@ -60,6 +62,14 @@ def check(
         A Delta table URI (or lakekit ``Table``) to which the report's summary is appended.
     max_failure_cases
         The most failure cases kept in the report (the total is always counted).
+    engine
+        ``"dask"`` or ``"ray"``: validate a source (not an in-memory frame) partition by
+        partition on that engine; the report equals a local one. Freshness and volume stay
+        metadata reads here. Checks no partition can decide alone are refused with a
+        ``ConfigError`` (uniqueness gets a global step). See docs/quality.md.
+    client
+        The ``distributed.Client`` for ``engine="dask"`` (default: the default client, else
+        Dask's local scheduler). Ray uses the running Ray, else ``ray.init()``.
 
     Returns
     -------
@@ -70,7 +80,10 @@ def check(
     Raises
     ------
     ConfigError
-        Nothing to check, an unknown schema name, an invalid schema file or option.
+        Nothing to check, an unknown schema name, an invalid schema file or option; with
+        ``engine=``: an in-memory frame, or a check no partition can decide alone.
+    MissingDependencyError
+        ``engine=`` names an engine that is not installed.
     NotFoundError, StorageError
         The source cannot be reached or read (never reported as a failed check).
 
@@ -95,16 +108,37 @@ def check(
             max_failure_cases < 0):
         raise ConfigError(f"max_failure_cases must be a non-negative integer; "
                           f"got {max_failure_cases!r}")
+    if engine is not None:
+        from lakekit.scale.engines import check_engine
+
+        check_engine(engine)
     resolved = None
     if schema is not None:
         from lakekit.quality.schemas import load_schema
 
         resolved = load_schema(schema, schemas_dir=schemas_dir)
     source = open_source(data_or_source, storage_options=storage_options)
+    distributed = engine is not None and resolved is not None
+    if distributed and source.frame is not None:
+        raise ConfigError(
+            f"engine={engine!r} distributes the reading of a source, and {source.label} is "
+            "already in memory: drop engine=, or pass the Dataset, Table or URI it came from"
+        )
 
     results: list[CheckResult] = []
     validation = None
-    if resolved is not None:
+    partitions = None
+    if resolved is not None and engine is not None:
+        from lakekit.quality.distributed import validate_distributed
+        from lakekit.quality.validation import check_sample
+
+        check_sample(sample)
+        _require(engine)
+        ran = validate_distributed(source, resolved.schema, engine=engine, client=client,
+                                   max_failure_cases=max_failure_cases, sample=sample)
+        validation, partitions = ran.validation, ran.partitions
+        results.append(validation.result)
+    elif resolved is not None:
         from lakekit.quality.validation import load_for_validation, validate
 
         frame, index_map = load_for_validation(source, resolved.schema, sample=sample)
@@ -132,9 +166,22 @@ def check(
         sample=sample if validation is not None else None,
         checked_at=checked_at,
         duration_s=time.perf_counter() - started,
+        engine=engine if partitions is not None else None,
+        partitions=partitions,
     )
     if results_table is not None:
         from lakekit.quality.history import append_summary
 
         append_summary(report, results_table, storage_options=storage_options)
     return report
+
+
+def _require(engine: str) -> None:
+    """Fail at once, in one line, when the engine's extra is not installed."""
+    from lakekit._deps import import_optional
+
+    purpose = f"lk.check(engine={engine!r})"
+    if engine == "dask":
+        import_optional("dask", purpose=purpose)
+    else:
+        import_optional("ray", purpose=purpose)

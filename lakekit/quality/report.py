@@ -101,6 +101,11 @@ class QualityReport:
         Rows validated against the schema (``None`` when no schema was checked).
     sample
         The sample size asked for, or ``None`` when every row was validated.
+    engine
+        ``"dask"`` or ``"ray"`` when the schema was validated partition by partition on
+        that engine, else ``None``.
+    partitions
+        The number of partitions validated on ``engine`` (``None`` for a local run).
 
     Examples
     --------
@@ -119,6 +124,8 @@ class QualityReport:
     sample: int | None = None
     checked_at: datetime = field(default_factory=lambda: datetime.now().astimezone())
     duration_s: float = 0.0
+    engine: str | None = None
+    partitions: int | None = None
 
     @property
     def status(self) -> Status:
@@ -146,7 +153,9 @@ class QualityReport:
 
     def summary(self) -> str:
         """A few readable lines: the verdict, then one line per check."""
-        lines = [f"{self.status.upper()}: {self.source}"]
+        where = (f" (validated on {self.engine}, {self.partitions} partition"
+                 f"{'s' if self.partitions != 1 else ''})" if self.engine else "")
+        lines = [f"{self.status.upper()}: {self.source}{where}"]
         lines += [f"  [{r.status}] {r.name}: {r.message}" for r in self.results]
         if self.failure_count > self.failure_cases.height:
             kept = self.failure_cases.height
@@ -169,6 +178,8 @@ class QualityReport:
             "schema": self.schema_name,
             "rows_checked": self.rows_checked,
             "sample": self.sample,
+            "engine": self.engine,
+            "partitions": self.partitions,
             "results": [r.to_dict() for r in self.results],
             "failure_count": self.failure_count,
         }

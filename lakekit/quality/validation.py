@@ -20,10 +20,22 @@ if TYPE_CHECKING:
     import polars as pl
     from pandera.api.polars.container import DataFrameSchema
 
-__all__ = ["SAMPLE_SEED", "Validation", "empty_failure_cases", "load_for_validation", "validate"]
+__all__ = [
+    "SAMPLE_SEED",
+    "Outcome",
+    "Validation",
+    "check_sample",
+    "empty_failure_cases",
+    "load_for_validation",
+    "needed_columns",
+    "run_schema",
+    "schema_result",
+    "validate",
+]
 
 SAMPLE_SEED = 20240501
 _INDEX = "__lakekit_row__"
+
 _KEY = "__lakekit_key__"
 
 
@@ -62,9 +74,7 @@ def load_for_validation(
     """The frame to validate and, when sampled, the original row index of each row."""
     import numpy as np
 
-    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)
-                               or sample <= 0):
-        raise ConfigError(f"sample must be a positive number of rows; got {sample!r}")
+    check_sample(sample)
     columns = needed_columns(schema, source.column_names())
     if source.frame is not None:
         df = source.frame
@@ -117,14 +127,32 @@ def _reservoir(ds: Any, columns: list[str], n: int) -> tuple[pl.DataFrame, Any]:
     return kept.drop(_KEY, _INDEX), index
 
 
-def validate(
-    df: pl.DataFrame,
-    schema: DataFrameSchema,
-    *,
-    max_failure_cases: int,
-    index_map: Any = None,
-) -> Validation:
-    """Validate ``df`` lazily; map failure-case indices through ``index_map`` when sampled."""
+def check_sample(sample: int | None) -> None:
+    """Raise ConfigError unless ``sample`` is ``None`` or a positive number of rows."""
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)
+                               or sample <= 0):
+        raise ConfigError(f"sample must be a positive number of rows; got {sample!r}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What pandera said about one frame, before index mapping and capping.
+
+    ``cases`` holds the report's failure-case columns plus ``schema_context`` and
+    ``check_number`` (which pandera check each row comes from), in pandera's order.
+    ``parsed`` is the frame pandera checked (after its parsers: coercion, defaults), or
+    ``None`` when a schema-level error stopped it early (``stopped``). ``coerced_column``
+    names the column whose coercion failed, if one did.
+    """
+
+    cases: pl.DataFrame
+    parsed: pl.DataFrame | None
+    stopped: bool = False
+    coerced_column: str | None = None
+
+
+def run_schema(df: pl.DataFrame, schema: DataFrameSchema) -> Outcome:
+    """Validate ``df`` lazily with pandera: every failure case, in pandera's order."""
     import polars as pl
     from pandera.errors import (
         BackendNotFoundError,
@@ -135,25 +163,58 @@ def validate(
     )
 
     try:
-        schema.validate(df, lazy=True)
+        parsed = schema.validate(df, lazy=True)
     except SchemaErrors as exc:
-        cases = _normalise(exc.failure_cases)
+        coerced = None
+        for err in exc.schema_errors:
+            fc = err.failure_cases
+            if str(err.check or "").startswith("coerce_dtype") and isinstance(fc, pl.DataFrame):
+                coerced = fc.columns[0] if fc.columns else None
+                break
+        data = exc.data if isinstance(exc.data, pl.DataFrame) else None
+        return Outcome(_normalise(exc.failure_cases), data, coerced_column=coerced)
     except SchemaError as exc:  # raised by some schema-level checks even when lazy
         cases = pl.DataFrame({
             "column": [getattr(exc, "column_name", None)],
             "check": [str(getattr(exc, "check", None) or getattr(exc, "reason_code", "schema"))],
             "failure_case": [" ".join(str(exc).split())[:300]],
             "index": pl.Series([None], dtype=pl.Int64),
-        })
+            "schema_context": pl.Series([None], dtype=pl.String),
+            "check_number": pl.Series([None], dtype=pl.Int64),
+        }, schema=_raw_schema())
+        return Outcome(cases, None, stopped=True)
     except (SchemaDefinitionError, SchemaInitError, BackendNotFoundError) as exc:
         raise ConfigError(f"the schema cannot be applied: {' '.join(str(exc).split())}") from None
-    else:
-        cases = empty_failure_cases()
+    return Outcome(_empty_raw(), parsed if isinstance(parsed, pl.DataFrame) else None)
+
+
+def validate(
+    df: pl.DataFrame,
+    schema: DataFrameSchema,
+    *,
+    max_failure_cases: int,
+    index_map: Any = None,
+) -> Validation:
+    """Validate ``df`` lazily; map failure-case indices through ``index_map`` when sampled."""
+    cases = run_schema(df, schema).cases.select(FAILURE_CASE_COLUMNS)
     total = cases.height
     if index_map is not None and total:
         cases = _map_index(cases, index_map)
     kept = cases.head(max_failure_cases)
     return Validation(_result(cases, total, df.height), kept, total, df.height)
+
+
+def _raw_schema() -> dict[str, Any]:
+    import polars as pl
+
+    return {"column": pl.String, "check": pl.String, "failure_case": pl.String,
+            "index": pl.Int64, "schema_context": pl.String, "check_number": pl.Int64}
+
+
+def _empty_raw() -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema=_raw_schema())
 
 
 def _normalise(frame: Any) -> pl.DataFrame:
@@ -165,16 +226,21 @@ def _normalise(frame: Any) -> pl.DataFrame:
     column = (pl.col("column").cast(pl.String) if "column" in cols else pl.lit(None, pl.String))
     failure = (pl.col("failure_case").cast(pl.String) if "failure_case" in cols
                else pl.lit(None, pl.String))
+
+    def optional(name: str, dtype: Any) -> pl.Expr:
+        return (pl.col(name).cast(dtype) if name in cols else pl.lit(None, dtype)).alias(name)
+
     out = frame.select(
         # a missing / unexpected column: pandera names the schema there, we name the column
         pl.when(pl.col("check").cast(pl.String).str.starts_with("column_in_"))
         .then(failure).otherwise(column).alias("column"),
         pl.col("check").cast(pl.String).alias("check"),
         failure.alias("failure_case"),
-        (pl.col("index").cast(pl.Int64) if "index" in cols else pl.lit(None, pl.Int64))
-        .alias("index"),
+        optional("index", pl.Int64),
+        optional("schema_context", pl.String),
+        optional("check_number", pl.Int64),
     )
-    return out.select(FAILURE_CASE_COLUMNS)
+    return out
 
 
 def _map_index(cases: pl.DataFrame, index_map: Any) -> pl.DataFrame:
@@ -192,25 +258,33 @@ def _map_index(cases: pl.DataFrame, index_map: Any) -> pl.DataFrame:
 def _result(cases: pl.DataFrame, total: int, rows: int) -> CheckResult:
     import polars as pl
 
+    groups = (
+        cases.group_by(["column", "check"], maintain_order=True).len().iter_rows()
+        if total else iter(())
+    )
+    rows_failing = (cases.filter(pl.col("index").is_not_null()).get_column("index").n_unique()
+                    if total else 0)
+    return schema_result([(c, k, int(n)) for c, k, n in groups], total, rows, rows_failing)
+
+
+def schema_result(
+    groups: list[tuple[str | None, str, int]], total: int, rows: int, rows_failing: int
+) -> CheckResult:
+    """The schema check's result from its failure counts per (column, check), in the order
+    each pair first appears among the failure cases."""
     if total == 0:
         return CheckResult("schema", "pass", 0, 0, f"{rows:,} rows valid", {"rows": rows})
-    groups = (
-        cases.group_by(["column", "check"], maintain_order=True).len()
-        .sort("len", descending=True, maintain_order=True)
-    )
-    by_check = [
-        {"column": r["column"], "check": r["check"], "failures": int(r["len"])}
-        for r in groups.head(50).to_dicts()
+    ranked = sorted(groups, key=lambda g: -g[2])  # stable: ties keep their first appearance
+    by_check: list[dict[str, Any]] = [
+        {"column": column, "check": check, "failures": n} for column, check, n in ranked[:50]
     ]
     parts = [
-        f"{(r['column'] + ' ') if r['column'] else ''}{r['check']}: {r['failures']:,}"
-        for r in by_check[:5]
+        f"{(column + ' ') if column else ''}{check}: {n:,}" for column, check, n in ranked[:5]
     ]
-    more = f"; and {groups.height - 5} more" if groups.height > 5 else ""
-    rows_failing = cases.filter(pl.col("index").is_not_null()).get_column("index").n_unique()
+    more = f"; and {len(groups) - 5} more" if len(groups) > 5 else ""
     message = (
-        f"{total:,} failure case{'s' if total != 1 else ''} in {groups.height} "
-        f"check{'s' if groups.height != 1 else ''} ({rows_failing:,} of {rows:,} rows): "
+        f"{total:,} failure case{'s' if total != 1 else ''} in {len(groups)} "
+        f"check{'s' if len(groups) != 1 else ''} ({rows_failing:,} of {rows:,} rows): "
         + "; ".join(parts) + more
     )
     return CheckResult("schema", "fail", total, 0, message,
