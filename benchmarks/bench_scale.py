@@ -250,7 +250,8 @@ def bench_planning(files: int, repeat: int) -> list[str]:
 
 def bench_memory(root: Path, memory_limit_mib: int, piece_mib: int) -> list[str]:
     ds = lk.dataset(root)
-    decoded = sum(ds.pieces()[i].nbytes for i in range(len(ds.pieces())))
+    pieces = ds.pieces(split="row_group", piece_bytes=piece_mib << 20)
+    decoded = sum(p.nbytes for p in pieces)  # uncompressed column chunks, from the footers
     c, client = cluster(2, memory_limit=memory_limit_mib << 20)
     peaks: dict[str, int] = {}
     baseline: dict[str, int] = {}
@@ -307,7 +308,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--memory-limit", type=int, default=512, help="MiB per worker (part 3)")
-    ap.add_argument("--piece", type=int, default=32, help="MiB per piece (part 3)")
+    ap.add_argument("--piece", default="8,32,64", help="MiB per piece (part 3), a list")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--parts", default="1,2,3")
     args = ap.parse_args()
@@ -337,8 +338,9 @@ def main() -> None:
             files = int(target // (rows_per_file * per_row)) + 1
             make_shards(root, files, rows_per_file, row_group=100_000)
             print("## 3. Memory per worker\n")
-            print("\n".join(bench_memory(root, args.memory_limit, args.piece)), "\n",
-                  flush=True)
+            for piece in [int(x) for x in args.piece.split(",")]:
+                print("\n".join(bench_memory(root, args.memory_limit, piece)), "\n",
+                      flush=True)
 
 
 if __name__ == "__main__":

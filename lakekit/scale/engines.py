@@ -10,6 +10,7 @@ the cluster ``RAY_ADDRESS`` names).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -82,6 +83,9 @@ def run(
     engine = check_engine(engine)
     if not items:
         return []
+    # Task keys must be unique per call: Dask hands back the result of a live task with
+    # the same key instead of running the new function.
+    name = f"{name}-{uuid.uuid4().hex[:12]}"
     if engine == "dask":
         purpose = f"{name} on Dask"
         dask = import_optional("dask", purpose=purpose)
@@ -97,5 +101,8 @@ def run(
         tasks = [dask.delayed(fn, pure=False, name=f"{name}-{i}")(it) for i, it in enumerate(items)]
         return list(dask.compute(*tasks))
     ray = ray_module(purpose=f"{name} on Ray")
-    remote = ray.remote(fn).options(name=name, max_retries=3)
+    def task(item: T) -> R:  # ray.remote takes functions, not callable objects
+        return fn(item)
+
+    remote = ray.remote(task).options(name=name, max_retries=3)
     return list(ray.get([remote.remote(it) for it in items]))
