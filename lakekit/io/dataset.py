@@ -396,9 +396,18 @@ class Dataset:
         split: Split = "file",
         piece_bytes: int = PIECE_BYTES,
     ) -> ray.data.Dataset:
-        """A ``ray.data.Dataset`` over this dataset, read through lakekit's Datasource:
-        one read task per piece (see :meth:`pieces`), sizes from footers or the Delta log,
-        column projection pushed down. Needs ``pip install 'lakekit[ray]'``."""
+        """A ``ray.data.Dataset`` over this dataset, read through lakekit's Datasource.
+
+        One read task per piece (see :meth:`pieces`): per file, or per group of row
+        groups with ``split="row_group"``. Filters prune files and row groups before the
+        tasks exist and are applied in each task; rows, sizes and the schema are known
+        before anything runs (footers, the Delta log); Ray's projection pushdown
+        (``rd.select_columns(["a"])``) reaches the reader, which fetches only those
+        columns. The rows and types are :meth:`to_arrow`'s, in its order when Ray keeps
+        the task order (``rd.context.execution_options.preserve_order = True``; Ray's
+        default yields blocks as tasks finish). Ray is started (``ray.init()``) if it is
+        not yet. Needs ``pip install 'lakekit[ray]'``.
+        """
         from lakekit.scale.ray import to_ray
 
         return to_ray(self, columns, filter=filter, split=split, piece_bytes=piece_bytes)
