@@ -84,7 +84,7 @@ def cluster(n: int, memory_limit: str | int = "4GiB") -> tuple[Any, Any]:
     with dask.config.set({"distributed.nanny.pre-spawn-environ": ONE_THREAD,
                           "distributed.worker.daemon": False}):
         c = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                     dashboard_address=None, memory_limit=memory_limit,
+                                     dashboard_address=":0", memory_limit=memory_limit,
                                      silence_logs=50)
     client = distributed.Client(c, set_as_default=False)
     client.wait_for_workers(n, timeout=120)

@@ -70,7 +70,7 @@ def dask_client() -> Iterator[object]:
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
             memory_limit="2GiB", silence_logs=40,
         )
     client = distributed.Client(cluster, set_as_default=False)

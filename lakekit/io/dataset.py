@@ -27,7 +27,7 @@ from lakekit.io.filters import Filter, partition_schema, to_expression
 from lakekit.io.formats import Format, common_format, detect_table, get_format
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pieces import PIECE_BYTES, Piece, Split
-from lakekit.io.scan import DEFAULT_BUDGET, Scan
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat
 from lakekit.storage import Location, resolve
 
 if TYPE_CHECKING:
@@ -234,10 +234,7 @@ class Dataset:
         target = self.schema.empty_table().select(columns).schema
         if not tables:
             return target.empty_table()
-        if columns:
-            out = pa.concat_tables(tables)
-        else:  # pa.concat_tables drops the row count of tables without columns
-            out = pa.Table.from_batches([b for t in tables for b in t.to_batches()], target)
+        out = concat(tables, target)
         if n_rows is not None and out.num_rows > n_rows:
             out = out.slice(0, n_rows)
         return out

@@ -137,7 +137,7 @@ class ParquetFiles:
             sparse = SparseFile(self.location.fs, entry.path, size, url)
             tail = min(size, FOOTER_GUESS)
             if footer is not None and 8 <= len(footer) <= size:
-                sparse.add([(size - len(footer), size)], [footer])
+                sparse.known_footer(footer, tail=FOOTER_GUESS)
             elif tail:
                 sparse.add(
                     [(size - tail, size)],

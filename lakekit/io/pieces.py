@@ -25,7 +25,7 @@ from lakekit.errors import ConfigError, FormatError
 from lakekit.io.discover import FileEntry
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pipeline import ordered_map
-from lakekit.io.scan import DEFAULT_BUDGET, Scan, validate_filter
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, validate_filter
 
 __all__ = ["PIECE_BYTES", "Piece", "Split", "plan", "read"]
 
@@ -206,9 +206,7 @@ def _read_text(
         one.tables(columns, filter, workers=1, progress=False, budget=DEFAULT_BUDGET,
                    n_rows=None, streaming=True)
     )
-    if not parts:
-        return scan.schema.empty_table().select(columns)
-    return pa.concat_tables(parts)
+    return concat(parts, scan.schema.empty_table().select(columns).schema)
 
 
 _PHYSICAL_NAME = b"delta.columnMapping.physicalName"

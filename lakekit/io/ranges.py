@@ -43,6 +43,8 @@ class SparseFile:
         self._lock = threading.Lock()
         self.closed = False
         self.requests = 0
+        self._footer_at: int | None = None  # see known_footer
+        self._tail_from = size
 
     # -- the file protocol pyarrow's PythonFile needs -----------------------------------
     def readable(self) -> bool:
@@ -86,7 +88,24 @@ class SparseFile:
         return self._read_range(start, end)
 
     # -- the cache -------------------------------------------------------------------------
+    def known_footer(self, footer: bytes, *, tail: int) -> None:
+        """Serve the file's footer (its last bytes) from ``footer``, read elsewhere.
+
+        A parquet reader opens a file by reading its last ``tail`` bytes at once (pyarrow:
+        64 KiB) and uses only the footer at their end. That one read is answered with
+        the footer behind zeros, so no request is made for bytes nobody uses; the zeros
+        are never cached, and any other read of those bytes fetches them for real.
+        """
+        start = self._size - len(footer)
+        self.add([(start, self._size)], [footer])
+        self._footer_at = start
+        self._tail_from = max(0, self._size - tail)
+
     def _read_range(self, start: int, end: int) -> bytes:
+        footer_at = self._footer_at
+        if (footer_at is not None and end == self._size
+                and self._tail_from <= start < footer_at):
+            return bytes(footer_at - start) + self._read_range(footer_at, end)
         with self._lock:
             i = bisect.bisect_right(self._starts, start) - 1
             if i >= 0:

@@ -29,7 +29,7 @@ from lakekit.io.progress import Progress
 from lakekit.io.schema import unify
 from lakekit.storage import Location, default_workers
 
-__all__ = ["DEFAULT_BUDGET", "Scan", "validate_filter"]
+__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "validate_filter"]
 
 DEFAULT_BUDGET = 256 << 20
 
@@ -211,7 +211,9 @@ class Scan:
         self, columns: list[str], needed: list[str], expr: pc.Expression | None
     ) -> Iterator[pa.Table]:
         schema = self.schema
-        for batch in delta_source.scan(self._engine, needed):
+        # deltalake's scan of no columns gives no rows: read one column to count them
+        read = needed or schema.names[:1]
+        for batch in delta_source.scan(self._engine, read):
             table = pa.Table.from_batches([batch]).cast(
                 pa.schema([schema.field(c) for c in batch.schema.names])
             )
@@ -350,8 +352,7 @@ class Scan:
         def whole(entry: FileEntry) -> pa.Table:
             parts = list(batches(entry))
             bar.advance(entry.size or 0, files=1)
-            target = schema.empty_table().select(columns).schema
-            return pa.concat_tables(parts) if parts else target.empty_table()
+            return concat(parts, schema.empty_table().select(columns).schema)
 
         try:
             if parallel:
@@ -412,6 +413,16 @@ class Scan:
         unified = unify(schemas)
         extra = [f for f in self._partition_fields if f.name not in unified.names]
         return pa.schema([*unified, *extra], metadata=unified.metadata)
+
+
+def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
+    """``pa.concat_tables``, keeping the row count of tables without columns (which
+    ``pa.concat_tables`` drops: ``columns=[]`` still counts rows)."""
+    if not tables:
+        return schema.empty_table()
+    if schema.names:
+        return pa.concat_tables(tables)
+    return pa.table({"rows": pa.nulls(sum(t.num_rows for t in tables))}).select([])
 
 
 def validate_filter(expr: pc.Expression, schema: pa.Schema) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lakekit._deps import import_if_available, import_optional
+from lakekit.errors import ConfigError
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -103,6 +104,8 @@ def to_dask(
     """See :meth:`lakekit.Dataset.to_dask`."""
     dd = import_optional("dask.dataframe", purpose="Dataset.to_dask()")
     import_optional("pandas", purpose="Dataset.to_dask()")
+    if isinstance(columns, str):
+        raise ConfigError("columns must be a list of names, not a string")
     cols = list(columns) if columns is not None else list(dataset.schema.names)
     pieces = dataset.pieces(cols, filter=filter, split=split,  # type: ignore[arg-type]
                             piece_bytes=piece_bytes)

@@ -18,7 +18,7 @@ import lakekit as lk
 from lakekit.errors import MissingDependencyError
 ds = lk.dataset({path!r})
 try:
-    {call}
+    exec({call!r})
 except MissingDependencyError as exc:
     print("MISSING", exc)
 """
@@ -27,7 +27,9 @@ except MissingDependencyError as exc:
 @pytest.mark.parametrize(("hidden", "call", "extra"), [
     (["dask", "dask.dataframe"], "ds.to_dask()", "dask"),
     (["ray", "ray.data"], "ds.to_ray()", "ray"),
-    (["dask", "dask.dataframe"], "lk.check(ds, None, engine='dask')", "dask"),
+    (["dask", "dask.dataframe"],
+     "import pandera.polars as pp; lk.check(ds, pp.DataFrameSchema({'a': pp.Column(int)}), "
+     "engine='dask')", "dask"),
 ])
 def test_a_missing_engine_names_the_extra(
         tmp_path: Path, hidden: list[str], call: str, extra: str) -> None:
