@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -192,10 +191,3 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
             column_mapping=mapped, table=dt,
         )
     return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total, engine)
-
-
-def scan(engine: DeltaEngine, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """Stream a table through deltalake's own engine (deletion vectors, column mapping)."""
-    reader = pa.RecordBatchReader.from_stream(engine.table.scan(columns=columns))
-    yield from reader
-

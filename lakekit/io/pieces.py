@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakekit.errors import ConfigError, FormatError
+from lakekit.errors import ConfigError
 from lakekit.io.discover import FileEntry
+from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pipeline import ordered_map
 from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, validate_filter
@@ -101,17 +102,7 @@ def plan(
     out: list[Piece] = []
     if engine is not None:
         # Deletion vectors and column mapping: whole files, deleted rows masked after the read.
-        masks = engine.keep_masks()
-        listed = {e.path for e in scan.entries}
-        lost = [path for path in masks if path not in listed]
-        if lost:  # reading on would return rows the table deleted
-            raise FormatError(
-                f"{scan.location.url}: the deletion vector of {scan.location.url_of(lost[0])}"
-                f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''} matches none of "
-                "the data files lakekit listed for this version, so its deleted rows cannot "
-                "be removed; this is a lakekit bug: please report it with the table's "
-                "_delta_log"
-            )
+        masks = scan.keep_masks()
         for entry in entries:
             mask = masks.get(entry.path)
             keep = None if mask is None else np.packbits(mask.astype(bool)).tobytes()
@@ -175,7 +166,11 @@ def read(
     columns = list(columns)
     needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
     if scan.engine is not None:
-        return _read_mapped(scan, piece, needed, columns, filter)
+        keep = None
+        if piece.keep is not None:
+            bits = np.unpackbits(np.frombuffer(piece.keep, dtype=np.uint8))[: piece.keep_rows]
+            keep = bits.astype(bool)
+        return read_mapped(scan, piece.entry, keep, needed, columns, filter, footer=piece.footer)
     pf = scan.parquet_files
     if pf is None:
         return _read_text(scan, piece, columns, filter)
@@ -207,87 +202,6 @@ def _read_text(
                    n_rows=None, streaming=True)
     )
     return concat(parts, scan.schema.empty_table().select(columns).schema)
-
-
-_PHYSICAL_NAME = b"delta.columnMapping.physicalName"
-
-
-def _physical_field(field: pa.Field) -> pa.Field:
-    """``field`` as a column-mapped data file stores it: the physical name at every level
-    (struct fields nested in structs, lists and maps have physical names too)."""
-    physical = (field.metadata or {}).get(_PHYSICAL_NAME)
-    name = physical.decode() if physical else field.name
-    return pa.field(name, _physical_type(field.type), field.nullable)
-
-
-def _physical_type(typ: pa.DataType) -> pa.DataType:
-    if pa.types.is_struct(typ):
-        return pa.struct([_physical_field(typ.field(i)) for i in range(typ.num_fields)])
-    if pa.types.is_map(typ):
-        return pa.map_(_physical_field(typ.key_field), _physical_field(typ.item_field),
-                       keys_sorted=typ.keys_sorted)
-    if pa.types.is_large_list(typ):
-        return pa.large_list(_physical_field(typ.value_field))
-    if pa.types.is_fixed_size_list(typ):
-        return pa.list_(_physical_field(typ.value_field), typ.list_size)
-    if pa.types.is_list(typ):
-        return pa.list_(_physical_field(typ.value_field))
-    return typ
-
-
-def _as_logical(column: pa.ChunkedArray, typ: pa.DataType) -> pa.ChunkedArray:
-    """A column read under its physical nested names, with the logical ones: the same
-    layout, so a zero-copy view (a cast would match struct fields by name: all nulls)."""
-    if column.type == typ:
-        return column
-    return pa.chunked_array([c.view(typ) for c in column.chunks], type=typ)
-
-
-def _read_mapped(
-    scan: Scan,
-    piece: Piece,
-    needed: list[str],
-    columns: list[str],
-    filter: pc.Expression | None,
-) -> pa.Table:
-    """A Delta data file read as the table sees it: physical names mapped to logical ones,
-    the rows its deletion vector deletes removed."""
-    pf = scan.parquet_files
-    assert pf is not None
-    schema = scan.schema
-    parts = set(scan.partition_fields.names)
-    mapped = bool(scan.engine.column_mapping)
-    file_cols = [c for c in needed if c not in parts]
-    physical = pa.schema([
-        _physical_field(schema.field(c)) if mapped else schema.field(c).remove_metadata()
-        for c in file_cols
-    ])
-    entry = piece.entry
-    opened = pf.open(entry, None, footer=piece.footer)
-    n = opened.metadata.num_rows
-    if file_cols:
-        groups = tuple(range(opened.metadata.num_row_groups))
-        phys_cols = physical.names
-        unit = pf.unit(opened, groups, columns=phys_cols)
-        table = pf.read(unit, columns=phys_cols, filter=None, schema=physical, use_threads=True)
-        table = pa.table(
-            [_as_logical(table.column(i), schema.field(c).type) for i, c in enumerate(file_cols)],
-            names=file_cols,
-        )
-    else:  # only partition columns: the row count still matters
-        pf.release(entry.path)
-        table = pa.table({"rows": pa.nulls(n)}).select([])
-    if piece.keep is not None:
-        bits = np.unpackbits(np.frombuffer(piece.keep, dtype=np.uint8))[: piece.keep_rows]
-        if len(bits) < n:  # a selection vector ends at its last deleted row
-            bits = np.concatenate([bits, np.ones(n - len(bits), dtype=np.uint8)])
-        elif len(bits) > n:
-            raise FormatError(
-                f"{scan.location.url_of(entry.path)}: the deletion vector covers "
-                f"{len(bits)} rows but the file holds {n}; the table's log and files disagree"
-            )
-        table = table.filter(pa.array(bits.astype(bool)))
-    return scan.finish(table, entry, needed, columns, filter)
 
 
 def estimated_bytes(pieces: Sequence[Piece]) -> int:

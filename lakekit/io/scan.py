@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from lakekit.errors import ConfigError, FormatError
-from lakekit.io import delta as delta_source
 from lakekit.io.discover import FileEntry
 from lakekit.io.filters import Filter, partition_expression, to_expression
 from lakekit.io.formats import FileFormat
+from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import ParquetFiles, ReadUnit, filter_columns
 from lakekit.io.pipeline import ordered_map
 from lakekit.io.progress import Progress
@@ -63,6 +63,7 @@ class Scan:
         self._pexprs: dict[str, pc.Expression | None] = {}
         # Delta tables with deletion vectors or column mapping are read through deltalake.
         self._engine = engine
+        self._masks: dict[str, Any] | None = None
 
     # -- what it reads (for the piece planner, lakekit.io.pieces) ------------------------
     @property
@@ -186,7 +187,9 @@ class Scan:
         )
         with bar:
             if self._engine is not None:
-                tables: Iterator[pa.Table] = self._engine_tables(columns, needed, expr)
+                tables: Iterator[pa.Table] = self._engine_tables(
+                    entries, columns, needed, expr, n_workers, bar
+                )
             elif self._parquet is not None:
                 whole_local = self._location.is_local and self._spec.local_scan
                 if whole_local and not streaming and n_rows is None:
@@ -207,19 +210,44 @@ class Scan:
                 if close:
                     close()
 
+    def keep_masks(self) -> dict[str, Any]:
+        """Path -> rows to keep (a boolean numpy array), for the data files that have a
+        deletion vector; read from the Delta log once."""
+        if self._masks is None:
+            masks = self._engine.keep_masks() if self._engine is not None else {}
+            listed = {e.path for e in self._entries}
+            lost = [path for path in masks if path not in listed]
+            if lost:  # reading on would return rows the table deleted
+                raise FormatError(
+                    f"{self._location.url}: the deletion vector of "
+                    f"{self._location.url_of(lost[0])}"
+                    f"{f' (and {len(lost) - 1} more)' if len(lost) > 1 else ''} matches none "
+                    "of the data files lakekit listed for this version, so its deleted rows "
+                    "cannot be removed; this is a lakekit bug: please report it with the "
+                    "table's _delta_log"
+                )
+            self._masks = masks
+        return self._masks
+
     def _engine_tables(
-        self, columns: list[str], needed: list[str], expr: pc.Expression | None
+        self,
+        entries: list[FileEntry],
+        columns: list[str],
+        needed: list[str],
+        expr: pc.Expression | None,
+        workers: int,
+        bar: Progress,
     ) -> Iterator[pa.Table]:
-        schema = self.schema
-        # deltalake's scan of no columns gives no rows: read one column to count them
-        read = needed or schema.names[:1]
-        for batch in delta_source.scan(self._engine, read):
-            table = pa.Table.from_batches([batch]).cast(
-                pa.schema([schema.field(c) for c in batch.schema.names])
-            )
-            if expr is not None:
-                table = table.filter(expr)
-            yield table.select(columns)
+        """Delta tables with deletion vectors or column mapping: file by file, in order,
+        each data file read with its physical names and its deletion vector applied."""
+        masks = self.keep_masks()
+
+        def one(entry: FileEntry) -> pa.Table:
+            table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
+            bar.advance(entry.size or 0, files=1)
+            return table
+
+        yield from ordered_map(one, entries, workers=workers)
 
     def _local_scan(
         self,

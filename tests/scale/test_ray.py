@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+from _support.delta_features import dv_table
 from _support.s3proxy import CountingProxy, counting_proxy
 
 import lakekit as lk
@@ -91,6 +92,9 @@ def build(root: Path) -> None:
     deltalake.write_deltalake(str(root / "delta_cm"), data,
                               configuration={"delta.columnMapping.mode": "name"})
     deltalake.write_deltalake(str(root / "delta_cm"), data, mode="append")
+    # Delta with deletion vectors (inline and in a DV file), partitioned
+    dv_table(str(root / "delta_dv"), partitioned=True)
+    dv_table(str(root / "delta_dv_file"), storage="file", column_mapping=True)
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +183,9 @@ CASES = {
     "delta": ("delta", {"columns": ["x", "p"], "filter": [("p", "=", "a")]}, {}),
     "delta_column_mapping": ("delta_cm", {"columns": ["name with space", "id"],
                                           "filter": [("v", ">", 0.5)]}, {}),
+    "delta_deletion_vectors": ("delta_dv", {"columns": ["id"], "filter": [("id", ">", 50)]},
+                               {}),
+    "delta_dv_file_column_mapping": ("delta_dv_file", {"filter": [("id", "<", 90)]}, {}),
 }
 
 
