@@ -119,7 +119,9 @@ def run(
             finally:
                 for f in futures:
                     f.release()
-        tasks = [dask.delayed(fn, pure=False, name=f"{name}-{i}")(it) for i, it in enumerate(items)]
+        # dask_key_name names the call; delayed(..., name=) would only name the function
+        tasks = [dask.delayed(fn, pure=False)(it, dask_key_name=f"{name}-{i}")
+                 for i, it in enumerate(items)]
         return list(dask.compute(*tasks))
     ray = ray_module(purpose=f"{name} on Ray")
     remote = ray.remote(fn).options(name=name, max_retries=3)

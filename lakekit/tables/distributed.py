@@ -157,7 +157,7 @@ def write_distributed(
                     f"partition column {name!r} is {data_schema.field(name).type}; "
                     f"distributed writes partition by {_PARTITION_TYPES} columns"
                 )
-        schema = _new_table_schema(data_schema)
+        schema = _new_table_schema(delta, data_schema)
     else:
         dt = delta.latest()
         if txn_done(dt, txn):
@@ -190,7 +190,7 @@ def write_distributed(
                          txn=txn)
 
 
-def _new_table_schema(data: pa.Schema) -> pa.Schema:
+def _new_table_schema(delta: DeltaHandle, data: pa.Schema) -> pa.Schema:
     """The schema of a table created from data of schema ``data`` (in Delta's types),
     checked before any task runs."""
     from deltalake import Schema as DeltaSchema
@@ -200,7 +200,8 @@ def _new_table_schema(data: pa.Schema) -> pa.Schema:
         DeltaSchema.from_arrow(schema)
     except Exception as exc:
         raise SchemaMismatchError(
-            f"the data's schema cannot be a Delta table's: {str(exc).splitlines()[0]}. "
+            f"{delta.url}: the data's schema cannot be a Delta table's: "
+            f"{str(exc).splitlines()[0]}. "
             "Nothing was written."
         ) from None
     return schema
