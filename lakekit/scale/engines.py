@@ -1,28 +1,52 @@
 """The engines lakekit hands work to (Dask, Ray): finding the cluster, running tasks.
 
 :func:`run` runs one function over a list of items on an engine and returns the results
-in order; it is all that checks (:mod:`lakekit.quality`) and writes (:mod:`lakekit.tables`)
-need from an engine. Dask: the given ``distributed.Client``, else the default client if
-one exists (``Client("tcp://scheduler:8786")`` makes itself the default), else Dask's
-local scheduler. Ray: ``ray.init`` when Ray is not initialised yet (a local instance, or
-the cluster ``RAY_ADDRESS`` names).
+in order; it is all that checks (:mod:`lakekit.quality`) need from an engine.
+:func:`map_partitions` runs one function on every partition of a Dask DataFrame or block
+of a Ray Dataset, each handed over as a pyarrow Table, and brings the (small) results
+back: what distributed writes (:mod:`lakekit.tables.distributed`) use.
+
+Dask: the given ``distributed.Client``, else the default client if one exists
+(``Client("tcp://scheduler:8786")`` makes itself the default), else Dask's local
+scheduler. Ray: ``ray.init`` when Ray is not initialised yet (a local instance, or the
+cluster ``RAY_ADDRESS`` names).
 """
 
 from __future__ import annotations
 
+import functools
+import pickle
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
+import pyarrow as pa
+
 from lakekit._deps import import_if_available, import_optional
 from lakekit.errors import ConfigError
 
-__all__ = ["ENGINES", "Engine", "dask_client", "engine_of", "ray_module", "run"]
+__all__ = [
+    "ENGINES",
+    "RAY_TASK_RETRIES",
+    "Engine",
+    "PartitionFn",
+    "TaskFailed",
+    "arrow_schema",
+    "dask_client",
+    "engine_of",
+    "map_partitions",
+    "ray_module",
+    "run",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
 Engine = Literal["dask", "ray"]
 ENGINES: tuple[str, ...] = ("dask", "ray")
+PartitionFn = Callable[[pa.Table, "int | None"], R]
+# Ray Data retries a task whose worker died forever by default; map_partitions stops after
+# this many retries (Dask's bound is the cluster's distributed.scheduler.allowed-failures).
+RAY_TASK_RETRIES = 3
 
 
 def check_engine(engine: str) -> Engine:
@@ -98,7 +122,9 @@ def run(
             finally:
                 for f in futures:
                     f.release()
-        tasks = [dask.delayed(fn, pure=False, name=f"{name}-{i}")(it) for i, it in enumerate(items)]
+        # dask_key_name names the call; delayed(..., name=) would only name the function
+        tasks = [dask.delayed(fn, pure=False)(it, dask_key_name=f"{name}-{i}")
+                 for i, it in enumerate(items)]
         return list(dask.compute(*tasks))
     ray = ray_module(purpose=f"{name} on Ray")
     def task(item: T) -> R:  # ray.remote takes functions, not callable objects
@@ -106,3 +132,155 @@ def run(
 
     remote = ray.remote(task).options(name=name, max_retries=3)
     return list(ray.get([remote.remote(it) for it in items]))
+
+
+class TaskFailed(Exception):
+    """A partition's task failed, after the engine's retries.
+
+    ``index`` is the first failed partition (``None`` when the engine does not say),
+    ``failed`` every failed one, ``count`` the number of partitions (``None``: unknown)
+    and ``error`` what the engine raised. Callers turn it into an error of their own.
+    """
+
+    def __init__(self, error: BaseException, *, index: int | None = None,
+                 failed: Sequence[int] = (), count: int | None = None) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self.index = index
+        self.failed = tuple(failed)
+        self.count = count
+
+
+def arrow_schema(data: Any) -> pa.Schema:
+    """The arrow schema of a Dask DataFrame (from its meta) or a Ray Dataset, as the
+    partitions :func:`map_partitions` hands over will have it; nothing is computed for
+    Dask, Ray may execute the first block when its schema is not known yet."""
+    engine = engine_of(data)
+    if engine == "dask":
+        if not hasattr(data, "columns"):
+            raise ConfigError(f"a Dask {type(data).__name__} has no columns: pass a DataFrame")
+        # the nonempty meta: an object column of the empty meta would give a null type
+        return pa.Schema.from_pandas(data._meta_nonempty, preserve_index=False)
+    if engine == "ray":
+        schema = data.schema()
+        if schema is None:
+            raise ConfigError("the Ray Dataset has no schema (no columns)")
+        base = schema.base_schema
+        if isinstance(base, pa.Schema):
+            return base
+        fields = []
+        for name, t in zip(schema.names, schema.types, strict=True):
+            if not isinstance(t, pa.DataType):
+                raise ConfigError(
+                    f"column {name!r} of the Ray Dataset has no arrow type ({t!r}); cast it "
+                    "with map_batches(..., batch_format='pyarrow') first"
+                )
+            fields.append(pa.field(name, t))
+        return pa.schema(fields)
+    raise ConfigError(f"not a Dask DataFrame or a Ray Dataset: {type(data).__name__}")
+
+
+def _as_arrow(part: Any) -> pa.Table:
+    if isinstance(part, pa.Table):
+        return part
+    if isinstance(part, pa.RecordBatch):
+        return pa.Table.from_batches([part])
+    return pa.Table.from_pandas(part, preserve_index=False)
+
+
+def _on_arrow(fn: PartitionFn[R], part: Any, index: int) -> R:
+    return fn(_as_arrow(part), index)
+
+
+def _ray_batch(fn: PartitionFn[Any], batch: pa.Table) -> pa.Table:
+    return pa.table({"result": pa.array([pickle.dumps(fn(batch, None))], pa.binary())})
+
+
+def map_partitions(
+    data: Any,
+    fn: PartitionFn[R],
+    *,
+    client: Any = None,
+    name: str = "lakekit",
+) -> list[R]:
+    """``fn(partition, index)`` for every partition of a Dask DataFrame (in order) or every
+    block of a Ray Dataset (in no particular order), each partition as a pyarrow Table;
+    ``index`` is the partition's number (Dask), or ``None`` (Ray: blocks have none).
+
+    The results come back to this process: keep them small. Dask runs on ``client``, else
+    the default ``distributed.Client``, else its local scheduler; Ray on the running
+    instance (started when there is none), each block's task retried at most
+    :data:`RAY_TASK_RETRIES` times when its worker dies. ``name`` names the tasks: it must
+    hold no credentials. When partitions fail, :class:`TaskFailed` is raised once every
+    other partition's task has ended (Dask with a ``distributed.Client``), so that
+    nothing of the job is still running.
+    """
+    engine = engine_of(data)
+    if engine == "dask":
+        return _dask_partitions(data, fn, client=client, name=name)
+    if engine == "ray":
+        if client is not None:
+            raise ConfigError("client= is a Dask distributed.Client; a Ray Dataset runs on Ray")
+        return _ray_partitions(data, fn, name=name)
+    raise ConfigError(f"not a Dask DataFrame or a Ray Dataset: {type(data).__name__}")
+
+
+def _dask_partitions(data: Any, fn: PartitionFn[R], *, client: Any,
+                     name: str) -> list[R]:
+    purpose = f"{name} on Dask"
+    dask = import_optional("dask", purpose=purpose)
+    parts = data.to_delayed()
+    token = uuid.uuid4().hex[:12]
+    task = functools.partial(_on_arrow, fn)
+    tasks = [dask.delayed(task, pure=False)(part, i, dask_key_name=f"{name}-{token}-{i}")
+             for i, part in enumerate(parts)]
+    if not tasks:
+        return []
+    cl = dask_client(client, purpose=purpose)
+    if cl is None:
+        try:
+            return list(dask.compute(*tasks))
+        except Exception as exc:
+            raise TaskFailed(exc, count=len(tasks)) from exc
+    futures = cl.compute(tasks)
+    try:
+        errors = _settle(futures)
+        if errors:
+            first = min(errors)
+            raise TaskFailed(errors[first], index=first, failed=sorted(errors),
+                             count=len(futures))
+        return list(cl.gather(futures))
+    finally:
+        for f in futures:
+            f.release()
+
+
+def _settle(futures: list[Any]) -> dict[int, BaseException]:
+    """Wait until every task has ended (done, or failed after the cluster's retries); the
+    errors by partition. A result lost with its worker is computed again, so the futures
+    are looked at until all of them are final at once: then nothing of the job runs."""
+    final = ("finished", "error", "cancelled")
+    while True:
+        errors: dict[int, BaseException] = {}
+        for i, future in enumerate(futures):
+            try:
+                error = future.exception()
+            except Exception as exc:  # cancelled (the client or the cluster went away)
+                error = exc
+            if error is not None:
+                errors[i] = error
+        if all(f.status in final for f in futures):
+            return errors
+
+
+def _ray_partitions(data: Any, fn: PartitionFn[R], *, name: str) -> list[R]:
+    ray_module(purpose=f"{name} on Ray")
+    out = data.map_batches(
+        functools.partial(_ray_batch, fn), batch_format="pyarrow", batch_size=None,
+        zero_copy_batch=True, max_retries=RAY_TASK_RETRIES,
+    )
+    try:
+        rows = out.take_all()
+    except Exception as exc:
+        raise TaskFailed(exc) from exc
+    return [pickle.loads(row["result"]) for row in rows]

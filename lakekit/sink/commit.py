@@ -35,8 +35,9 @@ import pyarrow as pa
 
 from lakekit.errors import CommitConflictError, StorageError, TableError
 from lakekit.sink.buffer import TopicPartitionKey
-from lakekit.sink.files import StagedRows, delta_type
+from lakekit.sink.files import StagedRows
 from lakekit.storage import is_transient, resolve
+from lakekit.tables.files import delta_type
 
 __all__ = ["CommitOutcome", "CommitRequest", "DeltaTarget", "PartitionPlan", "commit_batch"]
 

@@ -31,6 +31,7 @@ __all__ = [
     "file_paths",
     "file_rows",
     "hooks",
+    "txn_done",
 ]
 
 # deltalake retries a commit that lost a race itself (cheap: it re-reads the new log
@@ -141,12 +142,23 @@ class DeltaHandle:
         return bool(retry_call(lambda: fs.exists(path), what=f"{self.url}: checking files"))
 
 
-def commit_properties(metadata: Mapping[str, Any]) -> Any:
-    """deltalake commit properties: the caller's metadata and lakekit's retry bound."""
-    from deltalake import CommitProperties
+def commit_properties(metadata: Mapping[str, Any], txn: tuple[str, int] | None = None) -> Any:
+    """deltalake commit properties: the caller's metadata, lakekit's retry bound and, with
+    ``txn``, the app transaction (``txn`` action) the commit records."""
+    from deltalake import CommitProperties, Transaction
 
-    return CommitProperties(custom_metadata=dict(metadata) or None,
-                            max_commit_retries=COMMIT_RETRIES)
+    return CommitProperties(
+        custom_metadata=dict(metadata) or None, max_commit_retries=COMMIT_RETRIES,
+        app_transactions=[Transaction(txn[0], txn[1])] if txn is not None else None,
+    )
+
+
+def txn_done(dt: DeltaTable, txn: tuple[str, int] | None) -> bool:
+    """True when ``dt`` records ``txn``'s app id at ``txn``'s version or a later one."""
+    if txn is None:
+        return False
+    done = dt.transaction_version(txn[0])
+    return done is not None and int(done) >= txn[1]
 
 
 def hooks() -> Any:

@@ -39,6 +39,7 @@ __all__ = [
     "as_utc",
     "as_version",
     "check_metadata",
+    "check_txn",
     "check_unique_keys",
     "delta_errors",
     "dnf_to_sql",
@@ -175,6 +176,20 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"metadata must be JSON-serializable (no NaN/Infinity): {exc}") from None
     return out
+
+
+def check_txn(txn: Any) -> tuple[str, int] | None:
+    """Validate a write's ``txn=(app_id, version)``: a non-empty string, an integer >= 0."""
+    if txn is None:
+        return None
+    if not isinstance(txn, (tuple, list)) or len(txn) != 2:
+        raise ConfigError(f"txn must be a pair (app_id, version), got {txn!r}")
+    app_id, version = txn
+    if not isinstance(app_id, str) or not app_id.strip():
+        raise ConfigError(f"txn's app_id must be a non-empty string, got {app_id!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ConfigError(f"txn's version must be an integer >= 0, got {version!r}")
+    return app_id, version
 
 
 @contextlib.contextmanager

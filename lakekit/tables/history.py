@@ -38,6 +38,9 @@ def read_history(location: Location, latest: int, limit: int | None = None) -> l
         return []
     paths = {_log_path(location, v): v for v in versions}
     fs = location.fs
+    # fsspec checks a list of paths against its listings cache first: a listing made
+    # before the newest commits (any find() of the table) would hide them
+    fs.invalidate_cache(f"{location.path.rstrip('/')}/_delta_log")
     raw: dict[str, bytes] = retry_call(
         lambda: fs.cat(list(paths), on_error="omit"),
         what=f"{location.url}: reading the Delta log",

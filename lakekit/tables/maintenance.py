@@ -3,6 +3,9 @@
 Vacuum is tag-safe: the versions that tags name are passed to deltalake as versions to
 keep, so their data files survive any retention; and no lakekit commit deletes expired
 log files (see :func:`lakekit.tables._delta.hooks`), so tagged versions stay loadable.
+It is deltalake's *full* vacuum: besides the files that commits removed, it lists the
+files no commit ever referenced (those of a failed or abandoned write), which deltalake's
+default "lite" vacuum never sees.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def vacuum_files(delta: DeltaHandle, tags: TagStore, retention_hours: int, *,
             retention_hours=int(retention_hours),
             dry_run=dry_run,
             enforce_retention_duration=False,
+            full=True,  # also files no commit references (failed writes)
             commit_properties=commit_properties({}),
             post_commithook_properties=hooks(),
             keep_versions=list(protected) or None,

@@ -24,11 +24,13 @@ import pyarrow as pa
 
 from lakekit.errors import ConfigError, NotFoundError, VersionNotFoundError
 from lakekit.io.filters import Filter
+from lakekit.scale.engines import engine_of
 from lakekit.storage import Location, resolve
 from lakekit.tables._delta import DeltaHandle
 from lakekit.tables._html import table_html
-from lakekit.tables._inputs import as_version
+from lakekit.tables._inputs import as_version, check_txn
 from lakekit.tables.diff import diff_versions
+from lakekit.tables.distributed import write_distributed
 from lakekit.tables.history import read_history
 from lakekit.tables.maintenance import compact_files, vacuum_files, write_checkpoint
 from lakekit.tables.tags import TagStore, check_tag_name
@@ -132,30 +134,47 @@ class Table:
         schema_mode: SchemaMode | None = None,
         partition_by: str | Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        txn: tuple[str, int] | None = None,
+        client: Any = None,
     ) -> int:
         """Write ``data`` as a new version; the first write creates the table.
+
+        A Dask DataFrame or a Ray Dataset is written by the engine's workers, one task
+        per partition, and committed once by this process: one new version however many
+        partitions (see ``docs/tables.md``, "Distributed writes").
 
         Parameters
         ----------
         data
             A pyarrow Table, RecordBatch or RecordBatchReader, an iterator of RecordBatches,
-            a polars or pandas DataFrame, or a lakekit ``Dataset`` (streamed).
+            a polars or pandas DataFrame, a lakekit ``Dataset`` (streamed), a Dask
+            DataFrame or a Ray Dataset (written by their workers).
         mode
             ``"append"`` adds rows; ``"overwrite"`` replaces them (history is kept).
         schema_mode
             ``None``: the data's columns must be columns of the table, of the same type or
             a lossless widening, else :class:`SchemaMismatchError` and nothing is written.
             ``"merge"``: new columns are added to the table. ``"overwrite"`` (with
-            ``mode="overwrite"``): the data's schema replaces the table's.
+            ``mode="overwrite"``): the data's schema replaces the table's. Dask and Ray
+            data need ``None``.
         partition_by
             Partition columns, when the write creates the table.
         metadata
             JSON-serializable values stored in the commit and shown by :meth:`history`.
+        txn
+            ``(app_id, version)``: an idempotent write. When the table already records
+            ``app_id`` at ``version`` or later, nothing is written and the current
+            version is returned; otherwise the commit records it (a Delta ``txn``
+            action), atomically: of two writers racing with the same pair, one commits.
+        client
+            The ``distributed.Client`` that runs a Dask DataFrame's write (default: the
+            default client, else Dask's local scheduler); only for Dask data.
 
         Returns
         -------
         int
-            The version this write created.
+            The version this write created (with ``txn``: or the current version, when
+            the pair was committed before).
 
         Examples
         --------
@@ -163,9 +182,22 @@ class Table:
         2
         >>> t.read().num_rows, t.history(limit=1)[0].metadata
         (4, {'source': 'backfill'})
+        >>> t.write(pa.table({"id": [5], "kind": ["buy"]}), txn=("nightly", 7))
+        3
+        >>> t.write(pa.table({"id": [5], "kind": ["buy"]}), txn=("nightly", 7))  # done: no-op
+        3
+        >>> t.read().num_rows
+        5
         """
+        checked_txn = check_txn(txn)
+        if engine_of(data) is not None:
+            return write_distributed(self._delta, data, mode=mode, schema_mode=schema_mode,
+                                     partition_by=partition_by, metadata=metadata,
+                                     txn=checked_txn, client=client)
+        if client is not None:
+            raise ConfigError("client= is for writing a Dask DataFrame; this data is not one")
         return write_data(self._delta, data, mode=mode, schema_mode=schema_mode,
-                          partition_by=partition_by, metadata=metadata)
+                          partition_by=partition_by, metadata=metadata, txn=checked_txn)
 
     def upsert(
         self,

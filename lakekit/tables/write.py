@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 from lakekit.errors import CommitConflictError, ConfigError, SchemaMismatchError
-from lakekit.tables._delta import DeltaHandle, commit_properties, hooks
+from lakekit.tables._delta import DeltaHandle, commit_properties, hooks, txn_done
 from lakekit.tables._inputs import (
     Source,
     as_arrow,
@@ -30,7 +30,16 @@ from lakekit.tables.schema import fill_missing, write_conflicts
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["APPEND_ATTEMPTS", "Mode", "SchemaMode", "delete_rows", "upsert_rows", "write_data"]
+__all__ = [
+    "APPEND_ATTEMPTS",
+    "Mode",
+    "SchemaMode",
+    "check_schema",
+    "check_write_options",
+    "delete_rows",
+    "upsert_rows",
+    "write_data",
+]
 
 # If deltalake still gives up, an append of an in-memory table is written again (whole
 # write: new files, new commit), at most this many times.
@@ -38,6 +47,23 @@ APPEND_ATTEMPTS = 3
 
 Mode = Literal["append", "overwrite"]
 SchemaMode = Literal["merge", "overwrite"]
+
+
+def check_write_options(
+    mode: str, schema_mode: str | None, partition_by: str | Sequence[str] | None
+) -> list[str] | None:
+    """Check a write's ``mode`` and ``schema_mode``; the ``partition_by`` columns as a list."""
+    if mode not in ("append", "overwrite"):
+        raise ConfigError(f"mode must be 'append' or 'overwrite', got {mode!r}")
+    if schema_mode not in (None, "merge", "overwrite"):
+        raise ConfigError(
+            f"schema_mode must be None, 'merge' or 'overwrite', got {schema_mode!r}"
+        )
+    if schema_mode == "overwrite" and mode != "overwrite":
+        raise ConfigError("schema_mode='overwrite' needs mode='overwrite'")
+    return [partition_by] if isinstance(partition_by, str) else (
+        list(partition_by) if partition_by is not None else None
+    )
 
 
 def write_data(
@@ -48,19 +74,14 @@ def write_data(
     schema_mode: SchemaMode | None,
     partition_by: str | Sequence[str] | None,
     metadata: Mapping[str, Any] | None,
+    txn: tuple[str, int] | None = None,
 ) -> int:
-    """Write ``data`` as a new version (creating the table); see ``Table.write``."""
-    if mode not in ("append", "overwrite"):
-        raise ConfigError(f"mode must be 'append' or 'overwrite', got {mode!r}")
-    if schema_mode not in (None, "merge", "overwrite"):
-        raise ConfigError(
-            f"schema_mode must be None, 'merge' or 'overwrite', got {schema_mode!r}"
-        )
-    if schema_mode == "overwrite" and mode != "overwrite":
-        raise ConfigError("schema_mode='overwrite' needs mode='overwrite'")
-    parts = [partition_by] if isinstance(partition_by, str) else (
-        list(partition_by) if partition_by is not None else None
-    )
+    """Write ``data`` as a new version (creating the table); see ``Table.write``.
+
+    ``txn`` (checked): when the table already records it, nothing is written and the
+    current version is returned; otherwise the commit records it.
+    """
+    parts = check_write_options(mode, schema_mode, partition_by)
     meta = check_metadata(metadata)
     source = as_arrow(data)
     if parts:
@@ -68,10 +89,12 @@ def write_data(
         if missing:
             raise ConfigError(f"partition_by names columns the data lacks: {missing}")
     if needs_create(delta):
-        created = create_or_yield(delta, source, mode, parts, meta)
+        created = create_or_yield(delta, source, mode, parts, meta, txn)
         if created is not None:
             return created
     dt = delta.latest()
+    if txn_done(dt, txn):
+        return int(dt.version())
     existing_parts = list(dt.metadata().partition_columns)
     if parts is not None and parts != existing_parts and schema_mode != "overwrite":
         raise ConfigError(
@@ -82,7 +105,7 @@ def write_data(
         check_schema(delta, dt, source.schema, allow_new=schema_mode == "merge", what=mode)
         source = fill_missing(source, pa.schema(dt.schema().to_arrow()))
     return _commit_write(delta, source, mode=mode, schema_mode=schema_mode,
-                         partition_by=parts, metadata=meta)
+                         partition_by=parts, metadata=meta, txn=txn)
 
 
 def upsert_rows(
@@ -167,7 +190,8 @@ def check_schema(delta: DeltaHandle, dt: DeltaTable, data: pa.Schema, *, allow_n
 
 
 def _commit_write(delta: DeltaHandle, source: Source, *, mode: str, schema_mode: str | None,
-                  partition_by: list[str] | None, metadata: dict[str, Any]) -> int:
+                  partition_by: list[str] | None, metadata: dict[str, Any],
+                  txn: tuple[str, int] | None) -> int:
     from deltalake import write_deltalake
 
     attempts = APPEND_ATTEMPTS if mode == "append" and source.replayable else 1
@@ -179,11 +203,16 @@ def _commit_write(delta: DeltaHandle, source: Source, *, mode: str, schema_mode:
                     dt, source.data, mode=mode,  # type: ignore[call-overload]
                     schema_mode=schema_mode,
                     partition_by=partition_by if schema_mode == "overwrite" else None,
-                    commit_properties=commit_properties(metadata),
+                    commit_properties=commit_properties(metadata, txn),
                     post_commithook_properties=hooks(),
                 )
             return int(dt.version())
         except CommitConflictError:
+            # a concurrent writer may have committed the same txn (delta-rs refuses a
+            # commit whose app id a concurrent commit wrote): then this write is done
+            latest = delta.latest()
+            if txn_done(latest, txn):
+                return int(latest.version())
             if attempt >= attempts:
                 raise
             time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
