@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakekit._deps import import_if_available, import_optional
 from lakekit.errors import ConfigError
+from lakekit.io.memory import return_free_memory
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -67,7 +68,10 @@ class PieceReader:
         cols = list(columns) if columns is not None else self.columns
         table = self.dataset.read_piece(piece, cols, filter=self.filter)
         _log_read(piece, cols, table.num_rows)
-        return to_pandas(table, arrow_strings=self.arrow_strings)
+        frame = to_pandas(table, arrow_strings=self.arrow_strings)
+        del table
+        return_free_memory()  # the arrow buffers just freed, before the next task
+        return frame
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         from dask.base import tokenize

@@ -1,5 +1,6 @@
-"""The sink's memory hygiene: glibc arenas and trimming, and a pyarrow pool that gives
-freed pages back at once, so that RSS follows the batches held, not allocators' peaks."""
+"""The sink's memory hygiene: glibc arenas, and a pyarrow pool that gives freed pages back
+at once, so that RSS follows the batches held, not allocators' peaks (trimming after each
+batch is :func:`lakekit.io.memory.return_free_memory`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import functools
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["prompt_arrow_pool", "return_free_memory", "tune_malloc"]
+__all__ = ["prompt_arrow_pool", "tune_malloc"]
+
 
 
 @functools.cache
@@ -75,23 +76,3 @@ def prompt_arrow_pool() -> Iterator[None]:
                 previous = _POOL_USERS.pop()
                 if not _POOL_USERS:
                     pa.set_memory_pool(previous)
-
-
-def return_free_memory() -> None:
-    """Give memory freed by a batch back to the OS: glibc's heap (``malloc_trim``, where
-    available) and arrow's pool. Allocators otherwise keep every freed page for reuse, and
-    the process's RSS ratchets up to the sum of each allocator's own peak."""
-    pa.default_memory_pool().release_unused()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Any:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return None

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from lakekit.errors import BadRecordError
+from lakekit.io.memory import return_free_memory
 from lakekit.sink.buffer import RawBatch, TopicPartitionKey
 from lakekit.sink.commit import (
     CommitOutcome,
@@ -31,7 +32,6 @@ from lakekit.sink.commit import (
 )
 from lakekit.sink.deadletter import dead_letter_rows
 from lakekit.sink.decode import Decoder, RowError
-from lakekit.sink.memory import return_free_memory
 from lakekit.sink.stats import CommitSummary, tp_name
 from lakekit.sink.validate import SinkSchema, validate_rows
 
