@@ -255,12 +255,17 @@ def _dask_partitions(data: Any, fn: PartitionFn[R], *, client: Any,
             f.release()
 
 
+SETTLE_ROUNDS = 100
+
+
 def _settle(futures: list[Any]) -> dict[int, BaseException]:
     """Wait until every task has ended (done, or failed after the cluster's retries); the
     errors by partition. A result lost with its worker is computed again, so the futures
     are looked at until all of them are final at once: then nothing of the job runs."""
     final = ("finished", "error", "cancelled")
-    while True:
+    # Each round waits for every future; a round starts again only when a result was lost
+    # with its worker meanwhile, which the cluster's allowed-failures bounds per task.
+    for _ in range(SETTLE_ROUNDS):
         errors: dict[int, BaseException] = {}
         for i, future in enumerate(futures):
             try:
@@ -271,6 +276,9 @@ def _settle(futures: list[Any]) -> dict[int, BaseException]:
                 errors[i] = error
         if all(f.status in final for f in futures):
             return errors
+    raise TaskFailed(RuntimeError(
+        f"the job's tasks did not settle after {SETTLE_ROUNDS} rounds of lost results "
+        "(workers keep dying?)"), count=len(futures))
 
 
 def _ray_partitions(data: Any, fn: PartitionFn[R], *, name: str) -> list[R]:
