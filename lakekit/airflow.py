@@ -93,6 +93,13 @@ class QualityCheckOperator(BaseOperator):
         A Delta table URI to append the report's summary to (templated).
     fail_on_warn
         Treat "warn" as "fail".
+    engine
+        ``"dask"`` or ``"ray"``: validate piece by piece on that engine's cluster (see
+        docs/scale.md); the report is the one a local run gives.
+    scheduler
+        With ``engine="dask"``, the scheduler's address (``tcp://host:8786``; templated);
+        with ``engine="ray"``, the cluster's address. Default: the engine's default
+        (Dask's local scheduler, a local Ray).
 
     Examples
     --------
@@ -100,7 +107,9 @@ class QualityCheckOperator(BaseOperator):
     ...                      schema="events", volume={"min_rows": 1000})
     """
 
-    template_fields: Sequence[str] = ("source", "schema", "freshness", "volume", "results_table")
+    template_fields: Sequence[str] = (
+        "source", "schema", "freshness", "volume", "results_table", "scheduler",
+    )
     ui_color = "#d6ecf3"
 
     def __init__(
@@ -115,6 +124,8 @@ class QualityCheckOperator(BaseOperator):
         sample: int | None = None,
         results_table: str | None = None,
         fail_on_warn: bool = False,
+        engine: str | None = None,
+        scheduler: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -129,20 +140,29 @@ class QualityCheckOperator(BaseOperator):
         self.sample = sample
         self.results_table = results_table
         self.fail_on_warn = fail_on_warn
+        self.engine = engine
+        self.scheduler = scheduler
 
     def execute(self, context: Any) -> dict[str, Any]:
         """Check, push the report to XCom, and fail the task (no retries) on "fail"."""
         import lakekit as lk
+        from lakekit.scale.engines import connect
 
+        client = None
         try:
+            client = connect(self.engine, self.scheduler or None,
+                             purpose=f"{self.task_id}: engine={self.engine!r}")
             report = lk.check(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
-                results_table=self.results_table,
+                results_table=self.results_table, engine=self.engine, client=client,
             )
         except ConfigError as exc:  # a wrong DAG does not get better by retrying
             raise AirflowFailException(f"lakekit check is misconfigured: {exc}") from None
+        finally:
+            if client is not None:
+                client.close(timeout=30)
         data = report.to_dict()
         data["failure_cases"] = data.get("failure_cases", [])[:XCOM_FAILURE_CASES]
         context["ti"].xcom_push(key="report", value=data)

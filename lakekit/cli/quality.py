@@ -93,26 +93,12 @@ def _cmd_check(args: argparse.Namespace, options: dict[str, str]) -> int:
 def _connect(engine: str | None, address: str | None) -> Any:
     """The ``distributed.Client`` of ``--scheduler`` for Dask (closed by the caller); for
     Ray, ``ray.init(address)``. ``None`` when there is nothing to connect to."""
-    from lakekit._deps import import_optional
     from lakekit.errors import ConfigError
+    from lakekit.scale.engines import connect
 
-    if address is None:
-        return None
-    if engine is None:
+    if address is not None and engine is None:
         raise ConfigError("--scheduler needs --engine dask or --engine ray")
-    purpose = f"lakekit check --engine {engine}"
-    try:
-        if engine == "dask":
-            distributed = import_optional("distributed", purpose=purpose)
-            return distributed.Client(address, timeout=30, set_as_default=False)
-        ray = import_optional("ray", purpose=purpose)
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ConfigError(f"--scheduler {address}: cannot connect to {engine} there: "
-                          f"{detail}") from None
-    return None
+    return connect(engine, address, purpose=f"lakekit check --engine {engine} --scheduler")
 
 
 def _print_failure_cases(report: Any, limit: int = 20) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "PartitionFn",
     "TaskFailed",
     "arrow_schema",
+    "connect",
     "dask_client",
     "engine_of",
     "map_partitions",
@@ -89,6 +90,33 @@ def ray_module(*, purpose: str) -> Any:
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     return ray
+
+
+def connect(engine: str | None, address: str | None, *, purpose: str) -> Any:
+    """Connect to the cluster at ``address``: a ``distributed.Client`` for Dask (the caller
+    closes it; it is not made the default), ``ray.init(address=...)`` for Ray (``None`` is
+    returned). ``None`` when ``address`` is ``None``: the engine's default is used.
+
+    Raises ConfigError naming the address (never more of it than the address itself)
+    when nothing answers there.
+    """
+    if address is None:
+        return None
+    if engine is None:
+        raise ConfigError(f"{purpose}: a scheduler address needs engine='dask' or 'ray'")
+    engine = check_engine(engine)
+    try:
+        if engine == "dask":
+            distributed = import_optional("distributed", purpose=purpose)
+            return distributed.Client(address, timeout=30, set_as_default=False)
+        ray = import_optional("ray", purpose=purpose)
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ConfigError(f"{purpose}: cannot connect to {engine} at {address}: "
+                          f"{detail}") from None
+    return None
 
 
 def run(

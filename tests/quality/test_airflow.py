@@ -12,6 +12,7 @@ import sqlite3
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -56,11 +57,18 @@ DAGS = textwrap.dedent('''
         FreshnessSensor(task_id="wait_stale", source=ROOT + "/good",
                         freshness={"column": "event_time", "max_age": "1m"},
                         poke_interval=1, timeout=8)  # room for a slow first poke
+
+    with DAG("lakekit_dask", start_date=datetime(2024, 1, 1), schedule=None,
+             params={"scheduler": os.environ["LAKEKIT_TEST_SCHEDULER"]}):
+        QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
+                             schemas_dir=SCHEMAS, engine="dask",
+                             scheduler="{{ params.scheduler }}")
 ''')
 
 
 @pytest.fixture(scope="module")
-def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory) -> Airflow:
+def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory,
+                 dask_client: Any) -> Airflow:
     root = tmp_path_factory.mktemp("airflow")
     newest = datetime.now(timezone.utc) - timedelta(minutes=20)
     good = events(400, newest=newest)
@@ -69,7 +77,8 @@ def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactor
     user[[3, 77]] = -1
     write_deltalake(str(root / "bad"), good.set_column(1, "user_id", pa.array(user, pa.int64())))
     af = airflow(root, {"lakekit_dags.py": DAGS},
-                 {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS)})
+                 {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS),
+                  "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address})
     af.migrate()
     return af
 
@@ -122,3 +131,18 @@ def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
                                                                            ("user_id", 77)}
     assert reschedules >= 1  # the sensor gave its slot back between pokes
     assert "AirflowSensorTimeout" in run.stdout or "timed out" in run.stdout.lower()
+
+
+def test_a_check_on_a_dask_cluster_gives_the_local_report(airflow_home: Airflow) -> None:
+    run = airflow_home("dags", "test", "lakekit_dask")
+    assert run.returncode != 0  # the same failing check as lakekit_fail's
+    assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
+    with sqlite3.connect(airflow_home.database) as db:
+        xcom = db.execute("select value from xcom where dag_id = 'lakekit_dask' and "
+                          "task_id = 'check' and key = 'report'").fetchone()
+    report = json.loads(xcom[0])
+    assert report["status"] == "fail" and report["engine"] == "dask"
+    assert report["partitions"] >= 1
+    # global row indexes, as a local run gives them
+    assert {(c["column"], c["index"]) for c in report["failure_cases"]} == {("user_id", 3),
+                                                                           ("user_id", 77)}
