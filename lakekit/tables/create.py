@@ -28,7 +28,10 @@ from lakekit.tables._delta import (
 from lakekit.tables._inputs import Source, delta_errors
 from lakekit.tables.history import read_history
 
-__all__ = ["create", "create_or_yield", "create_with_files", "needs_create", "own_commit"]
+__all__ = [
+    "create", "create_or_yield", "create_with_files", "landed_version", "needs_create",
+    "own_commit",
+]
 
 # While another writer creates the table: how many times to look again (0.25 s apart).
 CREATE_WAITS = 12
@@ -165,6 +168,26 @@ def create_with_files(delta: DeltaHandle, schema: pa.Schema, adds: list[Any],
             return None
         raise
     return own_commit(delta, write_id, "the table was created")
+
+
+def landed_version(delta: DeltaHandle, write_id: str, *, after: int) -> int | None:
+    """The version after ``after`` whose commit carries ``write_id``, if one does (a commit
+    whose response was lost may have landed); ``None`` when none does, or when the log
+    cannot be read to tell (the caller's own error then stands)."""
+    try:
+        latest = int(delta.latest().version())
+    except Exception:  # the storage is still failing: nothing can be proven either way
+        return None
+    if latest <= after:
+        return None
+    try:
+        commits = read_history(delta.location, latest, latest - after)
+    except Exception:
+        return None
+    for commit in commits:
+        if commit.write_id == write_id:
+            return commit.version
+    return None
 
 
 def own_commit(delta: DeltaHandle, write_id: str, what: str) -> int:

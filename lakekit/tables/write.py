@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,7 @@ from lakekit.tables._inputs import (
     delta_errors,
     dnf_to_sql,
 )
-from lakekit.tables.create import create_or_yield, needs_create
+from lakekit.tables.create import create_or_yield, landed_version, needs_create
 from lakekit.tables.schema import fill_missing, write_conflicts
 
 if TYPE_CHECKING:
@@ -195,19 +196,28 @@ def _commit_write(delta: DeltaHandle, source: Source, *, mode: str, schema_mode:
     from deltalake import write_deltalake
 
     attempts = APPEND_ATTEMPTS if mode == "append" and source.replayable else 1
+    # Every attempt's commit carries this id: when an attempt fails after its commit may
+    # have landed (a response lost on the way back), the log says whether it did, and the
+    # write returns that version instead of failing or writing the rows again.
+    write_id = uuid.uuid4().hex
+    props = commit_properties({**metadata, "lakekit.write_id": write_id}, txn)
     for attempt in range(1, attempts + 1):
         dt = delta.latest()
+        start = int(dt.version())
         try:
             with delta_errors(delta.location, f"{mode} write", source=source):
                 write_deltalake(
                     dt, source.data, mode=mode,  # type: ignore[call-overload]
                     schema_mode=schema_mode,
                     partition_by=partition_by if schema_mode == "overwrite" else None,
-                    commit_properties=commit_properties(metadata, txn),
+                    commit_properties=props,
                     post_commithook_properties=hooks(),
                 )
             return int(dt.version())
         except CommitConflictError:
+            landed = landed_version(delta, write_id, after=start)
+            if landed is not None:
+                return landed
             # a concurrent writer may have committed the same txn (delta-rs refuses a
             # commit whose app id a concurrent commit wrote): then this write is done
             latest = delta.latest()
@@ -216,4 +226,9 @@ def _commit_write(delta: DeltaHandle, source: Source, *, mode: str, schema_mode:
             if attempt >= attempts:
                 raise
             time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+        except Exception:
+            landed = landed_version(delta, write_id, after=start)
+            if landed is not None:
+                return landed
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
