@@ -26,7 +26,7 @@ from lakekit.io.discover import FileEntry
 from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pipeline import ordered_map
-from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, validate_filter
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, missing_files, validate_filter
 
 __all__ = ["PIECE_BYTES", "Piece", "Split", "plan", "read"]
 
@@ -149,9 +149,10 @@ def plan(
             if u.row_groups
         ]
 
-    for group in ordered_map(one, entries, workers=n_workers):
-        for p in group:
-            out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
+    with missing_files(scan):  # a Delta data file the log lists but storage lacks
+        for group in ordered_map(one, entries, workers=n_workers):
+            for p in group:
+                out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
     return out
 
 
@@ -165,6 +166,13 @@ def read(
     schema = scan.schema
     columns = list(columns)
     needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
+    with missing_files(scan):  # a Delta data file the log lists but storage lacks
+        return _read(scan, piece, columns, needed, filter)
+
+
+def _read(scan: Scan, piece: Piece, columns: list[str], needed: list[str],
+          filter: pc.Expression | None) -> pa.Table:
+    schema = scan.schema
     if scan.engine is not None:
         keep = None
         if piece.keep is not None:

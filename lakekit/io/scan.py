@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakekit.errors import ConfigError, FormatError
+from lakekit.errors import ConfigError, FormatError, NotFoundError
 from lakekit.io.discover import FileEntry
 from lakekit.io.filters import Filter, partition_expression, to_expression
 from lakekit.io.formats import FileFormat
@@ -29,7 +30,7 @@ from lakekit.io.progress import Progress
 from lakekit.io.schema import unify
 from lakekit.storage import Location, default_workers
 
-__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "validate_filter"]
+__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "missing_files", "validate_filter"]
 
 DEFAULT_BUDGET = 256 << 20
 
@@ -204,7 +205,8 @@ class Scan:
                     budget=budget,
                 )
             try:
-                yield from tables
+                with missing_files(self):
+                    yield from tables
             finally:
                 close = getattr(tables, "close", None)
                 if close:
@@ -441,6 +443,25 @@ class Scan:
         unified = unify(schemas)
         extra = [f for f in self._partition_fields if f.name not in unified.names]
         return pa.schema([*unified, *extra], metadata=unified.metadata)
+
+
+@contextmanager
+def missing_files(scan: Scan) -> Iterator[None]:
+    """A data file a Delta table's log references but storage lacks: a ``NotFoundError``
+    naming the table and the file (other datasets' missing files propagate unchanged)."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if scan.spec.name != "delta":
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotFoundError(
+            f"{scan.location.url}: a data file of this Delta table is missing from storage "
+            f"({detail}). The table's log references it, so no correct read is possible: it "
+            "was deleted outside Delta, or vacuumed with a retention shorter than a reader "
+            "needed. Restore the file, or restore the table to an earlier version whose "
+            "files are all present (Table.restore)"
+        ) from None
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
