@@ -137,3 +137,63 @@ def test_a_held_lease_makes_a_compaction_wait_then_fail(tmp_path: Path,
     loc.fs.pipe_file(held, b'{"owner": "x", "expires": "2001-01-01T00:00:00+00:00"}')
     assert lk.Table(uri).compact().files_removed == FILES
     assert ids(uri) == list(range(FILES * ROWS))
+
+
+def test_the_sinks_compaction_and_table_compact_are_fenced(tmp_path: Path) -> None:
+    """The sink's compaction (compact_table) holds the same lease as Table.compact: one
+    of them compacts, the other finds the lease held (the sink's retries again) or
+    nothing left to compact."""
+    from lakekit.sink.compaction import compact_table
+
+    uri = str(tmp_path / "t")
+    small_files(uri)
+    want = list(range(FILES * ROWS))
+    for rnd in range(3):
+        table = lk.Table(uri)
+        table.version  # noqa: B018
+        results = at_once([table.compact,
+                           lambda: compact_table(resolve(uri), attempts=20, base_delay=0.05)])
+        assert ids(uri) == want, (rnd, results)
+        for _ in range(FILES):  # small files again for the next round
+            n = len(want)
+            lk.Table(uri).write(pa.table({"id": pa.array([n], pa.int64())}))
+            want.append(n)
+    assert ids(uri) == want
+
+
+def test_old_lease_generations_are_pruned(tmp_path: Path) -> None:
+    from lakekit.tables.maintenance import LEASE_KEEP
+
+    uri = str(tmp_path / "t")
+    small_files(uri)
+    t = lk.Table(uri)
+    for _ in range(LEASE_KEEP + 5):
+        t.compact()
+    names = sorted(p.name for p in (tmp_path / "t" / LEASE_DIR).iterdir())
+    assert len(names) <= LEASE_KEEP + 1
+    assert names[-1] == f"{LEASE_KEEP + 4:020d}.json"
+
+
+def test_a_held_lease_is_renewed_while_its_holder_compacts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder outliving several expiry periods keeps the lease (it renews it); once it
+    releases, the next compaction proceeds at once."""
+    import time
+
+    from lakekit.tables import maintenance
+    from lakekit.tables._delta import DeltaHandle
+
+    uri = str(tmp_path / "t")
+    small_files(uri)
+    monkeypatch.setattr(maintenance, "LEASE_SECONDS", 0.4)
+    monkeypatch.setattr(maintenance, "LEASE_WAIT", 0.2)
+    holder = maintenance.CompactLease(DeltaHandle(resolve(uri)).location)
+    holder.acquire()
+    try:
+        time.sleep(1.2)  # three expiry periods
+        with pytest.raises(CommitConflictError, match="another compaction"):
+            lk.Table(uri).compact()
+    finally:
+        holder.release()
+    assert lk.Table(uri).compact().files_removed == FILES
+    assert ids(uri) == list(range(FILES * ROWS))
