@@ -1,15 +1,30 @@
-"""Delta tables as loader sources: the files of one version, with their partition values."""
+"""Delta tables as loader sources: the files of one version, with their partition values.
+
+A table lakekit cannot read correctly is refused here, naming the table and the cause:
+a log deltalake cannot replay or that breaks the protocol (:func:`log_error`), a reader
+feature outside :data:`READABLE_FEATURES`, an add action with a negative size or row
+count, and (while reading, :func:`delta_file_errors`) a data file that storage lacks or
+holds with fewer bytes than the log records.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakekit.errors import FormatError, NotFoundError, StorageError, VersionNotFoundError
+from lakekit.errors import (
+    FormatError,
+    LakekitError,
+    NotFoundError,
+    StorageError,
+    VersionNotFoundError,
+)
 from lakekit.io.discover import FileEntry
 from lakekit.storage import Location, is_transient, missing_credentials_error
 
@@ -18,6 +33,7 @@ __all__ = [
     "DeltaEngine",
     "DeltaSnapshot",
     "column_mapping_mode",
+    "delta_file_errors",
     "is_delta_table",
     "log_error",
     "snapshot",
@@ -280,3 +296,43 @@ def _refused(location: Location, features: list[str]) -> FormatError:
         f"reader features are {', '.join(sorted(READABLE_FEATURES))}. Read the table "
         "with deltalake's engine (deltalake.QueryBuilder) or Spark"
     )
+
+
+@contextmanager
+def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
+                      enabled: bool = True) -> Iterator[None]:
+    """A data file a Delta table's log references but storage lacks (``NotFoundError``),
+    or holds with fewer bytes than the log's ``size`` (``FormatError``), named with the
+    table at ``location`` (and ``entry``, the file being read, when given). Not
+    ``enabled`` (another dataset's files), errors propagate unchanged."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if not enabled or str(exc).startswith(f"{location.url}: "):
+            raise  # not a Delta table's file, or already named (an inner read's error)
+        raise NotFoundError(
+            f"{location.url}: a data file of this Delta table is missing from storage "
+            f"({_first_error_line(exc)}). The table's log references it, so no correct read is "
+            "possible: it was deleted outside Delta, or vacuumed with a retention shorter "
+            "than a reader needed. Restore the file, or restore the table to an earlier "
+            "version whose files are all present (Table.restore)"
+        ) from None
+    except OSError as exc:
+        text = str(exc).lower()
+        if not enabled or isinstance(exc, LakekitError) or not (
+            "range is not satisfiable" in text or "invalidrange" in text
+        ):
+            raise
+        which = f" {location.url_of(entry.path)}" if entry is not None else ""
+        size = f" ({entry.size} bytes)" if entry is not None else ""
+        raise FormatError(
+            f"{location.url}: the data file{which} of this Delta table is shorter than "
+            f"the size its log records{size} ({_first_error_line(exc)}): it was replaced or "
+            "truncated outside Delta, so no correct read is possible. Restore the file, or "
+            "restore the table to an earlier version (Table.restore)"
+        ) from None
+
+
+def _first_error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

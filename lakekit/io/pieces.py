@@ -22,11 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakekit.errors import ConfigError
+from lakekit.io.delta import delta_file_errors
 from lakekit.io.discover import FileEntry
 from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pipeline import ordered_map
-from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, missing_files, validate_filter
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat, validate_filter
 
 __all__ = ["PIECE_BYTES", "Piece", "Split", "plan", "read"]
 
@@ -135,7 +136,8 @@ def plan(
     unit_bytes = piece_bytes if split == "row_group" else _WHOLE
 
     def one(entry: FileEntry) -> list[Piece]:
-        opened = pf.open(entry, scan.partition_expr(entry))
+        with delta_file_errors(scan.location, entry, enabled=scan.is_delta):
+            opened = pf.open(entry, scan.partition_expr(entry))
         try:
             units = pf.units(
                 opened, columns=needed, filter=filter, schema=schema, unit_bytes=unit_bytes
@@ -149,7 +151,8 @@ def plan(
             if u.row_groups
         ]
 
-    with missing_files(scan):  # a Delta data file the log lists but storage lacks
+    # a Delta data file missing, or shorter than the log says: named with the table
+    with delta_file_errors(scan.location, enabled=scan.is_delta):
         for group in ordered_map(one, entries, workers=n_workers):
             for p in group:
                 out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
@@ -166,7 +169,7 @@ def read(
     schema = scan.schema
     columns = list(columns)
     needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
-    with missing_files(scan):  # a Delta data file the log lists but storage lacks
+    with delta_file_errors(scan.location, piece.entry, enabled=scan.is_delta):
         return _read(scan, piece, columns, needed, filter)
 
 

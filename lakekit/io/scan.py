@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from lakekit.errors import ConfigError, FormatError, NotFoundError
+from lakekit.errors import ConfigError, FormatError
+from lakekit.io.delta import delta_file_errors
 from lakekit.io.discover import FileEntry
 from lakekit.io.filters import Filter, partition_expression, to_expression
 from lakekit.io.formats import FileFormat
@@ -30,7 +30,7 @@ from lakekit.io.progress import Progress
 from lakekit.io.schema import unify
 from lakekit.storage import Location, default_workers
 
-__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "missing_files", "validate_filter"]
+__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "validate_filter"]
 
 DEFAULT_BUDGET = 256 << 20
 
@@ -70,6 +70,11 @@ class Scan:
     @property
     def location(self) -> Location:
         return self._location
+
+    @property
+    def is_delta(self) -> bool:
+        """True when the files are a Delta table's (listed by its log)."""
+        return self._spec.name == "delta"
 
     @property
     def entries(self) -> list[FileEntry]:
@@ -205,7 +210,7 @@ class Scan:
                     budget=budget,
                 )
             try:
-                with missing_files(self):
+                with delta_file_errors(self.location, enabled=self.is_delta):
                     yield from tables
             finally:
                 close = getattr(tables, "close", None)
@@ -245,7 +250,8 @@ class Scan:
         masks = self.keep_masks()
 
         def one(entry: FileEntry) -> pa.Table:
-            table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
+            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+                table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
             bar.advance(entry.size or 0, files=1)
             return table
 
@@ -319,7 +325,8 @@ class Scan:
         unit_bytes = max(1 << 20, min(64 << 20, budget // max(2, 2 * workers)))
 
         def plan(entry: FileEntry) -> list[ReadUnit]:
-            p = pf.open(entry, self.partition_expr(entry))
+            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+                p = pf.open(entry, self.partition_expr(entry))
             return pf.units(p, columns=needed, filter=expr, schema=schema, unit_bytes=unit_bytes)
 
         planned = ordered_map(plan, entries, workers=workers, window=workers)
@@ -443,25 +450,6 @@ class Scan:
         unified = unify(schemas)
         extra = [f for f in self._partition_fields if f.name not in unified.names]
         return pa.schema([*unified, *extra], metadata=unified.metadata)
-
-
-@contextmanager
-def missing_files(scan: Scan) -> Iterator[None]:
-    """A data file a Delta table's log references but storage lacks: a ``NotFoundError``
-    naming the table and the file (other datasets' missing files propagate unchanged)."""
-    try:
-        yield
-    except FileNotFoundError as exc:
-        if scan.spec.name != "delta":
-            raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotFoundError(
-            f"{scan.location.url}: a data file of this Delta table is missing from storage "
-            f"({detail}). The table's log references it, so no correct read is possible: it "
-            "was deleted outside Delta, or vacuumed with a retention shorter than a reader "
-            "needed. Restore the file, or restore the table to an earlier version whose "
-            "files are all present (Table.restore)"
-        ) from None
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -87,6 +87,7 @@ def assert_refused(uri: str, options: Options, kind: type[LakekitError], pattern
         assert isinstance(info.value, want), (name, info.value)
         message = str(info.value)
         assert uri.rstrip("/") in message, (name, message)
+        assert message.count("a data file of this Delta table") <= 1, (name, message)
         assert_matches(pattern, message, name)
 
 
@@ -122,6 +123,26 @@ def test_a_missing_data_file_is_a_not_found_error(place: tuple[str, Options],
     assert sorted(t.dataset(version=0).to_arrow().column("id").to_pylist()) == [0, 1, 2, 3]
     # the log still counts its rows (metadata only; no data file is read)
     assert lk.dataset(uri, storage_options=options).count_rows() == 8
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("wrong", [+1000, +(4 << 20), -10])
+def test_a_data_file_of_another_size_than_the_log_says_is_refused_on_s3(
+        s3_bucket: str, s3_options: dict[str, Any], wrong: int) -> None:
+    """On S3 lakekit reads a file's footer at the size the log records: an object longer
+    or shorter than that (replaced outside Delta) is a FormatError, never a raw 416."""
+    uri = f"s3://{s3_bucket}/t"
+    two_versions(uri, s3_options, partitioned=False)
+    loc = resolve(uri, storage_options=s3_options)
+    add = dict(next(a["add"] for a in log(uri, 1, s3_options) if "add" in a))
+    new = add["path"].replace("part-", "copy-")
+    loc.fs.copy(f"{loc.path}/{add['path']}", f"{loc.path}/{new}")
+    commit(uri, [{"add": {**add, "path": new, "size": add["size"] + wrong}}],
+           storage_options=s3_options)
+    for name, read in reads(uri, s3_options).items():
+        with pytest.raises(FormatError) as info:
+            read()
+        assert uri in str(info.value) and "copy-" in str(info.value), (name, info.value)
 
 
 def test_a_missing_file_of_an_older_version_and_of_a_mapped_table(tmp_path: Path) -> None:
