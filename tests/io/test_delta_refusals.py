@@ -23,6 +23,7 @@ from typing import Any
 import pandera.polars as pa_schema
 import pyarrow as pa
 import pytest
+from _support.cli import Cli
 from _support.delta_features import column_mapping_table, commit, deltalake_rows, sort_rows
 from deltalake import DeltaTable, write_deltalake
 
@@ -273,3 +274,22 @@ def test_timestamp_ntz_is_read_as_deltalake_reads_it(tmp_path: Path) -> None:
     assert got.column("at").type == pa.timestamp("us")
     assert got.column("at").to_pylist() == times
     assert got.equals(deltalake_rows(uri).select(got.column_names))
+
+
+def test_the_cli_refuses_with_one_line(tmp_path: Path, cli: Cli) -> None:
+    """``lakekit head`` / ``schema`` / ``check``: exit 2 and one line naming the table."""
+    missing, invalid, feature = (str(tmp_path / n) for n in ("missing", "invalid", "feature"))
+    two_versions(missing)
+    lost = next(a["add"]["path"] for a in log(missing, 1) if "add" in a)
+    (Path(missing) / lost).unlink()
+    two_versions(invalid)
+    commit(invalid, INVALID["add without size"](invalid))
+    _with_features(feature, ["variantType"])
+    for uri, argv in [(missing, ["head", missing]), (invalid, ["head", invalid]),
+                      (invalid, ["schema", invalid]),
+                      (invalid, ["check", invalid, "--min-rows", "1"]),
+                      (feature, ["head", feature]), (feature, ["schema", feature])]:
+        code, out, err = cli(*argv)
+        assert code == 2, (argv, code, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and uri in lines[0] and "Traceback" not in err, (argv, err)
