@@ -89,6 +89,7 @@ def assert_refused(uri: str, options: Options, kind: type[LakekitError], pattern
         message = str(info.value)
         assert uri.rstrip("/") in message, (name, message)
         assert message.count("a data file of this Delta table") <= 1, (name, message)
+        assert message.count(uri.rstrip("/") + ":") == 1, (name, message)
         assert_matches(pattern, message, name)
 
 
