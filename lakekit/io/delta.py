@@ -1,19 +1,43 @@
-"""Delta tables as loader sources: the files of one version, with their partition values."""
+"""Delta tables as loader sources: the files of one version, with their partition values.
+
+A table lakekit cannot read correctly is refused here, naming the table and the cause:
+a log deltalake cannot replay or that breaks the protocol (:func:`log_error`), a reader
+feature outside :data:`READABLE_FEATURES`, an add action with a negative size or row
+count, and (while reading, :func:`delta_file_errors`) a data file that storage lacks or
+holds with fewer bytes than the log records.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
 
-from lakekit.errors import FormatError, NotFoundError, StorageError, VersionNotFoundError
+from lakekit.errors import (
+    FormatError,
+    LakekitError,
+    NotFoundError,
+    StorageError,
+    VersionNotFoundError,
+)
 from lakekit.io.discover import FileEntry
 from lakekit.storage import Location, is_transient, missing_credentials_error
 
-__all__ = ["DeltaEngine", "DeltaSnapshot", "column_mapping_mode", "is_delta_table", "snapshot"]
+__all__ = [
+    "READABLE_FEATURES",
+    "DeltaEngine",
+    "DeltaSnapshot",
+    "column_mapping_mode",
+    "delta_file_errors",
+    "is_delta_table",
+    "log_error",
+    "snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +54,29 @@ class DeltaSnapshot:
 
 # Reader features under which a data file alone does not give the table's rows.
 _ENGINE_FEATURES = {"deletionVectors", "columnMapping"}
+# Reader features lakekit's file-by-file reader (io/scan.py, io/mapped.py) reads correctly:
+# deletion vectors and column mapping it applies itself; timestampNtz is a type (a parquet
+# timestamp without time zone, read as the table's schema says); v2Checkpoint changes only
+# the log, which deltalake replays; vacuumProtocolCheck binds only vacuum. Any other reader
+# feature that deltalake accepts is refused, naming it: typeWidening (files written before
+# a widening hold the narrower type, which per-file casts, statistics and partition values
+# were not built for), variantType and variantShredding (variant columns are encoded
+# binary structs, not values), and any feature newer than this list.
+READABLE_FEATURES = frozenset(
+    {"deletionVectors", "columnMapping", "timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
+)
+# deltalake's messages for a log that breaks the protocol (not for storage failures).
+_INVALID_LOG = re.compile(
+    r"Invalid protocol action|Json error|Schema error|Failed to parse|unmasked nulls|"
+    r"Reader features must|Writer features must|Max catalog version|Invalid table version|"
+    r"at line \d+ column \d+"
+)
+_WHY_NOT = {
+    "typeWidening": "columns whose type was widened are stored in older files with the "
+                    "narrower type",
+    "variantType": "variant columns are stored as encoded binary, not as values",
+    "variantShredding": "variant columns are stored as encoded binary, not as values",
+}
 
 
 class DeltaEngine:
@@ -132,7 +179,7 @@ def is_delta_table(location: Location) -> bool:
 def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
     """Read a Delta table's log at ``version`` (latest by default)."""
     import deltalake
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake.exceptions import DeltaError, TableNotFoundError
 
     uri = location.delta_uri()
     try:
@@ -143,13 +190,9 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
         raise NotFoundError(f"{location.url}: no Delta table here") from None
     except Exception as exc:  # deltalake raises generic errors for missing versions
         text = location.redact(str(exc))
-        feature = re.search(r"Unsupported: Feature '([^']+)'", text)
-        if feature:  # a reader feature of the table's protocol that deltalake cannot read
-            raise FormatError(
-                f"{location.url}: the table needs the Delta reader feature "
-                f"{feature.group(1)!r}, which deltalake {deltalake.__version__} cannot read; "
-                "upgrade deltalake, or read the table with an engine that supports it"
-            ) from None
+        unreadable = log_error(location.url, version, text)
+        if unreadable is not None:
+            raise unreadable from None
         if version is not None and ("version" in text.lower() or "not found" in text.lower()):
             raise VersionNotFoundError(
                 f"{location.url}: version {version} cannot be read ({text.splitlines()[0]}); "
@@ -163,7 +206,13 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
                 f"{location.url}: cannot reach the storage (connection failed after "
                 "deltalake's retries); check the endpoint URL and the network"
             ) from None
+        if isinstance(exc, DeltaError) and "Kernel error" in text:
+            raise _invalid_log(location.url, version, text) from None
         raise
+    features = set(dt.protocol().reader_features or ())
+    refused = sorted(features - READABLE_FEATURES)
+    if refused:
+        raise _refused(location, refused)
     schema = pa.schema(dt.schema().to_arrow())
     partition_columns = tuple(dt.metadata().partition_columns)
     actions = pa.table(dt.get_add_actions(flatten=True))
@@ -179,9 +228,15 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
             path = location.fs._strip_protocol(path)
         part = tuple((c, r.get(f"partition.{c}")) for c in partition_columns)
         n = r.get("num_records")
+        if int(r["size_bytes"]) < 0 or (n is not None and int(n) < 0):
+            raise FormatError(
+                f"{location.url}: the Delta log's add action of {rel!r} is invalid "
+                f"(size {r['size_bytes']}, numRecords {n}: neither may be negative); the "
+                "table's log was written by a faulty writer or edited by hand. Read an "
+                "earlier version, or repair the log"
+            )
         entries.append(FileEntry(path, int(r["size_bytes"]), part, None if n is None else int(n)))
         total = None if total is None or n is None else total + int(n)
-    features = set(dt.protocol().reader_features or ())
     # Reader version 2 has no feature list: column mapping is then only in the configuration.
     mapped = "columnMapping" in features or column_mapping_mode(dt) is not None
     engine = None
@@ -191,3 +246,93 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
             column_mapping=mapped, table=dt,
         )
     return DeltaSnapshot(dt.version(), schema, partition_columns, tuple(entries), total, engine)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no message"
+    return line.removeprefix("Kernel error: ")
+
+
+def log_error(url: str, version: int | None, text: str) -> FormatError | None:
+    """The error for deltalake's message ``text`` (redacted) when it says that the table
+    at ``url`` cannot be read correctly: a reader feature deltalake does not implement,
+    or a log that breaks the protocol; None for any other failure (storage, a version)."""
+    import deltalake
+
+    feature = re.search(r"Unsupported: Feature '([^']+)'", text)
+    if feature:  # a reader feature of the table's protocol that deltalake cannot read
+        return FormatError(
+            f"{url}: the table needs the Delta reader feature "
+            f"{feature.group(1)!r}, which deltalake {deltalake.__version__} cannot read; "
+            "upgrade deltalake, or read the table with an engine that supports it"
+        )
+    if _INVALID_LOG.search(text):
+        return _invalid_log(url, version, text)
+    return None
+
+
+def _invalid_log(url: str, version: int | None, text: str) -> FormatError:
+    """deltalake could not replay the log: an invalid action (a missing required field,
+    a partition value of the wrong type, a bad schemaString) or a protocol it rejects."""
+    at = f" at version {version}" if version is not None else ""
+    return FormatError(
+        f"{url}: the table's Delta log{at} cannot be read: {_first_line(text)}. "
+        "The log holds an action that breaks the Delta protocol (written by a faulty "
+        "writer or edited by hand); lakekit reads no data from such a table. Read an "
+        "earlier version (version=), or repair the log"
+    )
+
+
+def _refused(location: Location, features: list[str]) -> FormatError:
+    reasons = []
+    for feature in features:
+        why = _WHY_NOT.get(feature.removesuffix("-preview"))
+        reasons.append(f"{feature!r} ({why})" if why else repr(feature))
+    names = ", ".join(reasons)
+    return FormatError(
+        f"{location.url}: the table needs the Delta reader "
+        f"feature{'s' if len(features) > 1 else ''} {names}, which lakekit's reader does "
+        "not implement, so it could return wrong data; lakekit reads only tables whose "
+        f"reader features are {', '.join(sorted(READABLE_FEATURES))}. Read the table "
+        "with deltalake's engine (deltalake.QueryBuilder) or Spark"
+    )
+
+
+@contextmanager
+def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
+                      enabled: bool = True) -> Iterator[None]:
+    """A data file a Delta table's log references but storage lacks (``NotFoundError``),
+    or holds with fewer bytes than the log's ``size`` (``FormatError``), named with the
+    table at ``location`` (and ``entry``, the file being read, when given). Not
+    ``enabled`` (another dataset's files), errors propagate unchanged."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if not enabled or str(exc).startswith(f"{location.url}: "):
+            raise  # not a Delta table's file, or already named (an inner read's error)
+        raise NotFoundError(
+            f"{location.url}: a data file of this Delta table is missing from storage "
+            f"({_first_error_line(exc)}). The table's log references it, so no correct read is "
+            "possible: it was deleted outside Delta, or vacuumed with a retention shorter "
+            "than a reader needed. Restore the file, or restore the table to an earlier "
+            "version whose files are all present (Table.restore)"
+        ) from None
+    except OSError as exc:
+        text = str(exc).lower()
+        if not enabled or isinstance(exc, LakekitError) or not (
+            "range is not satisfiable" in text or "invalidrange" in text
+        ):
+            raise
+        which = f" {location.url_of(entry.path)}" if entry is not None else ""
+        size = f" ({entry.size} bytes)" if entry is not None else ""
+        raise FormatError(
+            f"{location.url}: the data file{which} of this Delta table is shorter than "
+            f"the size its log records{size} ({_first_error_line(exc)}): it was replaced or "
+            "truncated outside Delta, so no correct read is possible. Restore the file, or "
+            "restore the table to an earlier version (Table.restore)"
+        ) from None
+
+
+def _first_error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakekit.errors import ConfigError
+from lakekit.io.delta import delta_file_errors
 from lakekit.io.discover import FileEntry
 from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import filter_columns
@@ -135,7 +136,8 @@ def plan(
     unit_bytes = piece_bytes if split == "row_group" else _WHOLE
 
     def one(entry: FileEntry) -> list[Piece]:
-        opened = pf.open(entry, scan.partition_expr(entry))
+        with delta_file_errors(scan.location, entry, enabled=scan.is_delta):
+            opened = pf.open(entry, scan.partition_expr(entry))
         try:
             units = pf.units(
                 opened, columns=needed, filter=filter, schema=schema, unit_bytes=unit_bytes
@@ -149,9 +151,11 @@ def plan(
             if u.row_groups
         ]
 
-    for group in ordered_map(one, entries, workers=n_workers):
-        for p in group:
-            out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
+    # a Delta data file missing, or shorter than the log says: named with the table
+    with delta_file_errors(scan.location, enabled=scan.is_delta):
+        for group in ordered_map(one, entries, workers=n_workers):
+            for p in group:
+                out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
     return out
 
 
@@ -165,6 +169,13 @@ def read(
     schema = scan.schema
     columns = list(columns)
     needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
+    with delta_file_errors(scan.location, piece.entry, enabled=scan.is_delta):
+        return _read(scan, piece, columns, needed, filter)
+
+
+def _read(scan: Scan, piece: Piece, columns: list[str], needed: list[str],
+          filter: pc.Expression | None) -> pa.Table:
+    schema = scan.schema
     if scan.engine is not None:
         keep = None
         if piece.keep is not None:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from lakekit.errors import ConfigError, FormatError
+from lakekit.io.delta import delta_file_errors
 from lakekit.io.discover import FileEntry
 from lakekit.io.filters import Filter, partition_expression, to_expression
 from lakekit.io.formats import FileFormat
@@ -69,6 +70,11 @@ class Scan:
     @property
     def location(self) -> Location:
         return self._location
+
+    @property
+    def is_delta(self) -> bool:
+        """True when the files are a Delta table's (listed by its log)."""
+        return self._spec.name == "delta"
 
     @property
     def entries(self) -> list[FileEntry]:
@@ -204,7 +210,8 @@ class Scan:
                     budget=budget,
                 )
             try:
-                yield from tables
+                with delta_file_errors(self.location, enabled=self.is_delta):
+                    yield from tables
             finally:
                 close = getattr(tables, "close", None)
                 if close:
@@ -243,7 +250,8 @@ class Scan:
         masks = self.keep_masks()
 
         def one(entry: FileEntry) -> pa.Table:
-            table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
+            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+                table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
             bar.advance(entry.size or 0, files=1)
             return table
 
@@ -317,7 +325,8 @@ class Scan:
         unit_bytes = max(1 << 20, min(64 << 20, budget // max(2, 2 * workers)))
 
         def plan(entry: FileEntry) -> list[ReadUnit]:
-            p = pf.open(entry, self.partition_expr(entry))
+            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+                p = pf.open(entry, self.partition_expr(entry))
             return pf.units(p, columns=needed, filter=expr, schema=schema, unit_bytes=unit_bytes)
 
         planned = ordered_map(plan, entries, workers=workers, window=workers)

@@ -124,6 +124,11 @@ def guard(fn: Callable[[], Any], *, what: str, redact: Callable[[str], str]) -> 
         if isinstance(exc, TableNotFoundError):
             raise NotFoundError(f"{what}: no Delta table here") from None
         if isinstance(exc, DeltaError):
+            from lakekit.io.delta import log_error
+
+            unreadable = log_error(what, None, redact(str(exc)))
+            if unreadable is not None:  # the log breaks the protocol, or a reader feature
+                raise unreadable from None
             raise StorageError(
                 redact(f"{what}: cannot read the Delta table: {_first_line(exc)}")
             ) from None

@@ -22,9 +22,11 @@ What deltalake does *not* catch (deltalake 1.6): two compactions that remove the
 files both commit, and those rows are then in the table twice. So only one sink process
 of a group compacts a table: the one that owns partition 0 of the sink's first topic,
 and a sink waits for its compaction before it gives that partition up in a rebalance.
-After each compaction the commits it raced with are checked for removals of the same
-files; finding one (another writer compacting the same table at the same time, e.g. a
-``Table.compact()`` by hand) is logged as an error and counted.
+Each compaction also holds the table's compaction lease
+(:class:`lakekit.tables.maintenance.CompactLease`, which ``Table.compact()`` holds too),
+without waiting: an attempt that finds it held fails and is retried. After each
+compaction the commits it raced with are checked for removals of the same files; finding
+one (a writer that does not take the lease) is logged as an error and counted.
 
 A failure (storage errors, a conflict, a data file that cannot be read) is retried a
 few times with backoff, then the compaction is skipped with a warning; the next one
@@ -45,6 +47,7 @@ from typing import Literal
 
 from lakekit.errors import ConfigError
 from lakekit.storage import Location
+from lakekit.tables.maintenance import CompactLease
 
 __all__ = ["CompactionOutcome", "SinkCompactor", "check_compaction_options", "compact_table"]
 
@@ -110,23 +113,29 @@ def compact_table(location: Location, *, target_size: int | None = None,
     error = ""
     for attempt in range(1, attempts + 1):
         try:
-            dt = DeltaTable(uri, storage_options=options)
-            read_version = int(dt.version())
-            metrics = dt.optimize.compact(
-                target_size=target_size,
-                max_concurrent_tasks=1,  # one core, one file's rows in memory at a time
-                # snappy, like the sink's own files (optimize defaults to zstd, which
-                # decodes slower: whole-table reads were up to 1.4x slower in bench_sink)
-                # row groups of 64Ki rows: the parquet writer holds one row group in
-                # memory, and its default (1Mi rows) held ~500 MB of 1 KB events
-                writer_properties=WriterProperties(compression="SNAPPY",
-                                                   max_row_group_size=COMPACTION_ROW_GROUP),
-                commit_properties=CommitProperties(
-                    custom_metadata={"lakekit.operation": "sink compaction"}),
-                # checkpoints as usual; never delete expired log files (tagged versions)
-                post_commithook_properties=PostCommitHookProperties(
-                    create_checkpoint=True, cleanup_expired_logs=False),
-            )
+            # Table.compact() by hand holds the same lease: never two compactions at once
+            lease = CompactLease(location, wait=0.0)
+            lease.acquire()
+            try:
+                dt = DeltaTable(uri, storage_options=options)
+                read_version = int(dt.version())
+                metrics = dt.optimize.compact(
+                    target_size=target_size,
+                    max_concurrent_tasks=1,  # one core, one file's rows in memory at a time
+                    # snappy, like the sink's own files (optimize defaults to zstd, which
+                    # decodes slower: whole-table reads were up to 1.4x slower in bench_sink)
+                    # row groups of 64Ki rows: the parquet writer holds one row group in
+                    # memory, and its default (1Mi rows) held ~500 MB of 1 KB events
+                    writer_properties=WriterProperties(compression="SNAPPY",
+                                                       max_row_group_size=COMPACTION_ROW_GROUP),
+                    commit_properties=CommitProperties(
+                        custom_metadata={"lakekit.operation": "sink compaction"}),
+                    # checkpoints as usual; never delete expired log files (tagged versions)
+                    post_commithook_properties=PostCommitHookProperties(
+                        create_checkpoint=True, cleanup_expired_logs=False),
+                )
+            finally:
+                lease.release()
             removed = int(metrics.get("numFilesRemoved", 0))
             version = int(dt.version()) if removed else None
             raced = version is not None and _raced(location, read_version, version)

@@ -295,8 +295,9 @@ class Table:
         try:
             return ds.to_arrow(columns=columns, filter=filter, progress=False)
         except NotFoundError as exc:
+            detail = str(exc).removeprefix(f"{self.uri}: ")  # named once
             raise VersionNotFoundError(
-                f"{self.uri}: version {ds.version} can no longer be read: {exc}"
+                f"{self.uri}: version {ds.version} can no longer be read: {detail}"
             ) from None
 
     def dataset(
