@@ -8,6 +8,14 @@ bytes and numpy arrays of offsets, timestamps and value positions, decoded a bat
 time. kafka-python still does everything else: the group protocol, fetching, CRC checks
 of each batch, decompression and position tracking.
 
+Every malformed fetch ends in kafka-python's ``CorruptRecordError`` naming the topic,
+partition and the offset of the batch (the consume loop turns it into a
+:class:`~lakekit.errors.BrokerError`): the checks are at least kafka-python's own (records
+whose fields and length disagree, header keys that are not UTF-8, batches that do not
+decompress, record counts that do not match, offsets going backwards), so that the bulk
+path never gives records kafka-python would reject; tests/fuzz/ compares the two on
+mutated batches.
+
 It is used only where it is known to fit (kafka-python 3, message format v2,
 ``isolation_level="read_uncommitted"``); otherwise, or with ``LAKEKIT_SINK_BULK_FETCH=0``,
 the consumer is left as it is.
@@ -147,45 +155,50 @@ def _varints(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_headers(data: Any, u8: np.ndarray, pos: np.ndarray, body_end: np.ndarray) -> None:
     """Check that each record's headers (at ``pos``) end exactly where the record does,
-    as kafka-python does: a record whose fields and length disagree is corrupt."""
+    and that their keys are UTF-8, as kafka-python does: a record whose fields and length
+    disagree is corrupt. Vectorised: one step per header index, over the records that
+    have that many headers."""
     count, pos = _varints(u8, pos)
-    if bool(np.any(count < 0)):
-        raise _Corrupt("a record has a negative number of headers")
-    with_headers = np.flatnonzero(count)
-    if len(with_headers):  # rare: a loop over the headers of the records that have them
-        rows = with_headers.tolist()
-        ends = pos[with_headers].tolist()
-        for i, at, n in zip(rows, ends, count[with_headers].tolist(), strict=True):
-            end = int(body_end[i])
-            for _ in range(n):
-                key_len, at = _varint(u8, at, end)
-                if key_len < 0 or at + key_len > end:
-                    raise _Corrupt("a record header's key does not fit in its record")
-                try:
-                    bytes(data[at:at + key_len]).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _Corrupt("a record header's key is not UTF-8") from None
-                value_len, at = _varint(u8, at + key_len, end)
-                at += max(value_len, 0)
-                if at > end:
-                    raise _Corrupt("a record header's value does not fit in its record")
-            pos[i] = at
+    if bool(np.any((count < 0) | (2 * count > body_end - pos))):  # 2 bytes a header at least
+        raise _Corrupt("a record's header count does not fit in the record")
+    rows = np.flatnonzero(count)
+    key_starts: list[np.ndarray] = []
+    key_ends: list[np.ndarray] = []
+    k = 0
+    while len(rows):
+        at, end = pos[rows], body_end[rows]
+        key_len, at = _varints(u8, at)
+        if bool(np.any((key_len < 0) | (key_len > end - at))):
+            raise _Corrupt("a record header's key does not fit in its record")
+        key_starts.append(at)
+        key_ends.append(at + key_len)
+        value_len, at = _varints(u8, at + key_len)
+        at = at + np.maximum(value_len, 0)
+        if bool(np.any((value_len < -1) | (at > end))):
+            raise _Corrupt("a record header's value does not fit in its record")
+        pos[rows] = at
+        k += 1
+        rows = rows[count[rows] > k]
     if bool(np.any(pos != body_end)):
         raise _Corrupt("a record's fields do not add up to its length")
+    if key_starts:
+        _check_utf8(data, u8, np.concatenate(key_starts), np.concatenate(key_ends))
 
 
-def _varint(u8: np.ndarray, pos: int, end: int) -> tuple[int, int]:
-    """One zigzag varint in ``u8[pos:end]``: its value and the position after it."""
-    raw, shift = 0, 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Corrupt("a varint runs past the end of its record")
-        b = int(u8[pos])
-        raw |= (b & 0x7F) << shift
-        pos += 1
-        if b < 0x80:
-            return (raw >> 1) ^ -(raw & 1), pos
-        shift += 7
+def _check_utf8(data: Any, u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+    """Header keys are strings: ASCII ones pass at once, the others are decoded."""
+    lengths = ends - starts
+    starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    if not len(starts):
+        return
+    firsts = np.cumsum(lengths) - lengths  # where each key's bytes start among all keys'
+    index = np.arange(int(lengths.sum())) + np.repeat(starts - firsts, lengths)
+    high = np.add.reduceat((u8[index] >= 0x80).astype(np.int32), firsts)
+    for i in np.flatnonzero(high).tolist():
+        try:
+            bytes(data[int(starts[i]):int(starts[i] + lengths[i])]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Corrupt("a record header's key is not UTF-8") from None
 
 
 Segment = tuple[int, int, int, int, int, int, int, int, int]

@@ -163,6 +163,8 @@ def mutate(buffer: bytes, edits: list[tuple[str, int, int]]) -> bytes:
 # gzip: zlib.error escaped raw; a batch claiming 0 records was skipped, not rejected
 @example(edits=[("replace", 71, 0)], cut=None, fetch_offset=0)
 @example(edits=[("replace", 60, 0)], cut=None, fetch_offset=0)
+# a header key that is not UTF-8 (kafka-python rejects it; no CRC check)
+@example(edits=[("replace", 92, 0xFF)], cut=None, fetch_offset=0)
 # batch offsets going backwards: batches were silently skipped
 @example(edits=[("replace", 0, 1)], cut=None, fetch_offset=112)
 @given(edits=mutations, cut=st.none() | st.integers(0, 10_000),
