@@ -4,16 +4,19 @@ Reading one through ``lk.dataset(path).to_arrow()`` gives exactly the rows writt
 ``FormatError`` naming the file: never another exception, a hang, or some of the rows
 without an error. gzip carries a CRC-32 and the length of its content; the zstd files are
 written with a content checksum (``write_checksum=True``), without which a corrupted
-frame can decode to other bytes that no reader can tell from the real ones.
+frame can decode to other bytes that no reader can tell from the real ones. Files are
+read from local disk and from fsspec's memory filesystem (the remote stream path).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import uuid
 from functools import cache
 from pathlib import Path
 
+import fsspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +27,8 @@ from lakekit.errors import FormatError
 pytestmark = pytest.mark.timeout(120)
 
 ROWS = [{"id": i, "text": f"row {i} " + "é" * (i % 7)} for i in range(400)]
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True, database=None)
+FUZZ = settings(max_examples=80, deadline=None, derandomize=True, database=None)
+WHERE = ["local", "memory"]  # memory://: the remote stream path (fsspec)
 
 
 def zstd(data: bytes) -> bytes:
@@ -42,12 +46,26 @@ def original(suffix: str) -> bytes:
     return COMPRESS[suffix]("".join(json.dumps(r) + "\n" for r in ROWS).encode())
 
 
-def read_or_error(path: Path) -> None:
+def place(path: Path, data: bytes, where: str) -> str:
+    """``data`` as a file on local disk or in fsspec's memory filesystem; its URL."""
+    if where == "local":
+        path.write_bytes(data)
+        return str(path)
+    url = f"memory://fuzz-{uuid.uuid4().hex[:8]}/{path.name}"
+    fsspec.filesystem("memory").pipe(url, data)
+    return url
+
+
+def read_or_error(url: str) -> None:
+    name = url.rsplit("/", 1)[-1]
     try:
-        table = lk.dataset(str(path)).to_arrow()
+        table = lk.dataset(url).to_arrow()
     except FormatError as exc:
-        assert path.name in str(exc), str(exc)
+        assert name in str(exc), str(exc)
         return
+    finally:
+        if url.startswith("memory://"):
+            fsspec.filesystem("memory").rm(url)
     assert table.to_pylist() == ROWS
 
 
@@ -58,33 +76,38 @@ def test_the_files_read_back(tmp_path: Path, suffix: str) -> None:
     assert lk.dataset(str(path)).to_arrow().to_pylist() == ROWS
 
 
+@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("suffix", list(COMPRESS))
 @FUZZ
 @given(cut=st.integers(0, 10**6))
 def test_truncated_streams_raise_format_error(tmp_path_factory: pytest.TempPathFactory,
-                                              suffix: str, cut: int) -> None:
+                                              suffix: str, where: str, cut: int) -> None:
     data = original(suffix)
     path = tmp_path_factory.mktemp("cut") / f"events{suffix}"
     # 1 byte or more (an empty file reads as no rows, as an empty plain file does), and
     # always shorter than the whole
-    path.write_bytes(data[:1 + cut % (len(data) - 1)])
-    with pytest.raises(FormatError, match=path.name):
-        lk.dataset(str(path)).to_arrow()
+    url = place(path, data[:1 + cut % (len(data) - 1)], where)
+    try:
+        with pytest.raises(FormatError, match=path.name):
+            lk.dataset(url).to_arrow()
+    finally:
+        if where == "memory":
+            fsspec.filesystem("memory").rm(url)
 
 
+@pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("suffix", list(COMPRESS))
 @FUZZ
 @given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
                       min_size=1, max_size=3))
 def test_corrupted_streams_give_the_rows_or_format_error(
-        tmp_path_factory: pytest.TempPathFactory, suffix: str,
+        tmp_path_factory: pytest.TempPathFactory, suffix: str, where: str,
         edits: list[tuple[int, int]]) -> None:
     data = bytearray(original(suffix))
     for at, byte in edits:
         data[at % len(data)] = byte
     path = tmp_path_factory.mktemp("bad") / f"events{suffix}"
-    path.write_bytes(bytes(data))
-    read_or_error(path)
+    read_or_error(place(path, bytes(data), where))
 
 
 # -- JSONL with random bytes -------------------------------------------------------------------
