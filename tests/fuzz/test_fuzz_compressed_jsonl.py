@@ -119,7 +119,7 @@ bad_lines = st.tuples(st.sampled_from([b"}", b"#", b"\x01", b"\xff", b"]", b":"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", *COMPRESS])
-@FUZZ
+@settings(FUZZ, max_examples=40)
 @given(bad=st.lists(st.tuples(st.integers(0, len(ROWS)), bad_lines), min_size=1, max_size=6))
 def test_random_bytes_lines_are_named_or_skipped_and_counted(
         tmp_path_factory: pytest.TempPathFactory, suffix: str,
