@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lakekit._deps import import_if_available, import_optional
-from lakekit.sink.codecs import codec_context
+from lakekit.sink.codecs import codec_context, codec_missing_from
 
 __all__ = ["RecordRun", "install_bulk_records"]
 
@@ -316,6 +316,9 @@ def _bulk_class(base: type) -> type:
                         legacy = self._legacy_run(view[pos:end], buf[pos + 16])
                     pos = end
                     if legacy is not None:
+                        if legacy.offset < walked:
+                            raise _Corrupt(f"message offsets go backwards ({legacy.offset}, "
+                                           f"after {walked - 1})")
                         self._walked_to = walked = legacy.next_offset
                         yield legacy
                     continue
@@ -364,16 +367,15 @@ def _bulk_class(base: type) -> type:
 
         def _uncompressed(self, batch_bytes: memoryview, base: int) -> bytes:
             """The records of a compressed v2 batch, decompressed."""
-            from kafka.errors import UnsupportedCodecError
             from kafka.record.default_records import DefaultRecordBatch
 
             batch = DefaultRecordBatch(batch_bytes)
             with codec_context(self.topic_partition, base):
                 try:
                     batch._maybe_uncompress()
-                except UnsupportedCodecError:
-                    raise  # a missing library, named by codec_context
                 except Exception as exc:  # each codec's library fails in its own way
+                    if codec_missing_from(exc) is not None:
+                        raise  # a missing library, named by codec_context
                     raise _Corrupt(f"the batch does not decompress: {type(exc).__name__}: "
                                    f"{exc}") from None
             return bytes(batch._buffer)
@@ -383,10 +385,22 @@ def _bulk_class(base: type) -> type:
             from kafka.errors import CorruptRecordError
             from kafka.record.legacy_records import LegacyRecordBatch
 
+            batch = LegacyRecordBatch(bytes(view), magic)
+            if self.check_crcs and not batch.validate_crc():  # the wrapper's, when compressed
+                raise CorruptRecordError(
+                    f"Record batch for partition {self.topic_partition} at offset {self._at} "
+                    "failed crc check")
+            try:
+                records = list(batch)  # decompressed here
+            except Exception as exc:  # each codec's library fails in its own way
+                if codec_missing_from(exc) is not None:
+                    raise  # a missing library, named by codec_context
+                raise _Corrupt(f"the message set does not decode: {type(exc).__name__}: "
+                               f"{exc}") from None
             parts: list[bytes] = []
             fields: list[tuple[int, int, int, int, int, int]] = []
             at = 0
-            for record in LegacyRecordBatch(bytes(view), magic):
+            for record in records:
                 if self.check_crcs and not record.validate_crc():
                     raise CorruptRecordError(
                         f"Record for partition {self.topic_partition} at offset "
@@ -403,6 +417,8 @@ def _bulk_class(base: type) -> type:
                 return None
             columns = np.array(fields, dtype=np.int64).reshape(-1, 6)
             offsets = columns[:, 0]
+            if bool(np.any(np.diff(offsets) <= 0)):
+                raise _Corrupt("message offsets are not increasing")
             return RecordRun(b"".join(parts), offsets, columns[:, 1], columns[:, 2],
                              columns[:, 3], columns[:, 4], columns[:, 5],
                              int(offsets[-1]) + 1, None)
