@@ -8,13 +8,9 @@ bytes and numpy arrays of offsets, timestamps and value positions, decoded a bat
 time. kafka-python still does everything else: the group protocol, fetching, CRC checks
 of each batch, decompression and position tracking.
 
-Every malformed fetch ends in kafka-python's ``CorruptRecordError`` naming the topic,
-partition and the offset of the batch (the consume loop turns it into a
-:class:`~lakekit.errors.BrokerError`): the checks are at least kafka-python's own (records
-whose fields and length disagree, header keys that are not UTF-8, batches that do not
-decompress, record counts that do not match, offsets going backwards), so that the bulk
-path never gives records kafka-python would reject; tests/fuzz/ compares the two on
-mutated batches.
+A malformed fetch ends in ``CorruptRecordError`` naming topic, partition and batch offset
+(the consume loop makes it a :class:`~lakekit.errors.BrokerError`); the checks are at least
+kafka-python's own, so no record it would reject is given (tests/fuzz/ compares the two).
 
 It is used only where it is known to fit (kafka-python 3, message format v2,
 ``isolation_level="read_uncommitted"``); otherwise, or with ``LAKEKIT_SINK_BULK_FETCH=0``,
@@ -154,10 +150,8 @@ def _varints(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_headers(data: Any, u8: np.ndarray, pos: np.ndarray, body_end: np.ndarray) -> None:
-    """Check that each record's headers (at ``pos``) end exactly where the record does,
-    and that their keys are UTF-8, as kafka-python does: a record whose fields and length
-    disagree is corrupt. Vectorised: one step per header index, over the records that
-    have that many headers."""
+    """Check, as kafka-python does, that records' headers (at ``pos``) end where the records
+    do and have UTF-8 keys; vectorised: a step per header index, over records that far."""
     count, pos = _varints(u8, pos)
     if bool(np.any((count < 0) | (2 * count > body_end - pos))):  # 2 bytes a header at least
         raise _Corrupt("a record's header count does not fit in the record")
