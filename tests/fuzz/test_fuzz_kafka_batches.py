@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 TOPIC, PARTITION = "events", 3
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None)
 
 
 @cache
