@@ -99,7 +99,11 @@ class ParquetFiles:
 
     def __init__(self, location: Location, schema_hint: pa.Schema | None = None) -> None:
         self.location = location
-        self.format = pads.ParquetFileFormat()
+        # pages that carry a CRC (write_page_checksum) are checked: a damaged page is an
+        # error, not other values (pages without one cannot be checked)
+        self.format = pads.ParquetFileFormat(
+            default_fragment_scan_options=pads.ParquetFragmentScanOptions(
+                page_checksum_verification=True))
         self._handler: _SparseHandler | None = None
         if location.is_local:
             self.pa_fs: pafs.FileSystem = pafs.LocalFileSystem()
@@ -153,7 +157,8 @@ class ParquetFiles:
                 file_size=size,
             )
             fragment.ensure_complete_metadata()
-        except (pa.ArrowInvalid, OSError) as exc:
+            _check_names(fragment)
+        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             if isinstance(exc, (FileNotFoundError, LakekitError)):
                 raise  # a missing file or a storage error (after retries) is not a format error
             raise FormatError(
@@ -334,6 +339,15 @@ def _top_name(path: str, wanted: set[str]) -> str | None:
         if path.startswith(name + "."):
             return name
     return None
+
+
+def _check_names(fragment: pads.ParquetFileFragment) -> None:
+    """Decode the column names and paths: a damaged footer can hold names that are not
+    UTF-8, which pyarrow rejects (``UnicodeDecodeError``) wherever it first decodes them."""
+    _ = fragment.physical_schema.names
+    schema = fragment.metadata.schema
+    for j in range(len(schema)):
+        _ = schema.column(j).path
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,6 +8,10 @@ bytes and numpy arrays of offsets, timestamps and value positions, decoded a bat
 time. kafka-python still does everything else: the group protocol, fetching, CRC checks
 of each batch, decompression and position tracking.
 
+A malformed fetch ends in ``CorruptRecordError`` naming topic, partition and batch offset
+(the consume loop makes it a :class:`~lakekit.errors.BrokerError`); the checks are at least
+kafka-python's own, so no record it would reject is given (tests/fuzz/ compares the two).
+
 It is used only where it is known to fit (kafka-python 3, message format v2,
 ``isolation_level="read_uncommitted"``); otherwise, or with ``LAKEKIT_SINK_BULK_FETCH=0``,
 the consumer is left as it is.
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from lakekit._deps import import_if_available, import_optional
-from lakekit.sink.codecs import codec_context
+from lakekit.sink.codecs import codec_context, codec_missing_from
 
 __all__ = ["RecordRun", "install_bulk_records"]
 
@@ -145,6 +149,52 @@ def _varints(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, pos + width
 
 
+def _check_headers(data: Any, u8: np.ndarray, pos: np.ndarray, body_end: np.ndarray) -> None:
+    """Check, as kafka-python does, that records' headers (at ``pos``) end where the records
+    do and have UTF-8 keys; vectorised: a step per header index, over records that far."""
+    count, pos = _varints(u8, pos)
+    if bool(np.any((count < 0) | (2 * count > body_end - pos))):  # 2 bytes a header at least
+        raise _Corrupt("a record's header count does not fit in the record")
+    rows = np.flatnonzero(count)
+    key_starts: list[np.ndarray] = []
+    key_ends: list[np.ndarray] = []
+    k = 0
+    while len(rows):
+        at, end = pos[rows], body_end[rows]
+        key_len, at = _varints(u8, at)
+        if bool(np.any((key_len < 0) | (key_len > end - at))):
+            raise _Corrupt("a record header's key does not fit in its record")
+        key_starts.append(at)
+        key_ends.append(at + key_len)
+        value_len, at = _varints(u8, at + key_len)
+        at = at + np.maximum(value_len, 0)
+        if bool(np.any((value_len < -1) | (at > end))):
+            raise _Corrupt("a record header's value does not fit in its record")
+        pos[rows] = at
+        k += 1
+        rows = rows[count[rows] > k]
+    if bool(np.any(pos != body_end)):
+        raise _Corrupt("a record's fields do not add up to its length")
+    if key_starts:
+        _check_utf8(data, u8, np.concatenate(key_starts), np.concatenate(key_ends))
+
+
+def _check_utf8(data: Any, u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+    """Header keys are strings: ASCII ones pass at once, the others are decoded."""
+    lengths = ends - starts
+    starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    if not len(starts):
+        return
+    firsts = np.cumsum(lengths) - lengths  # where each key's bytes start among all keys'
+    index = np.arange(int(lengths.sum())) + np.repeat(starts - firsts, lengths)
+    high = np.add.reduceat((u8[index] >= 0x80).astype(np.int32), firsts)
+    for i in np.flatnonzero(high).tolist():
+        try:
+            bytes(data[int(starts[i]):int(starts[i] + lengths[i])]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Corrupt("a record header's key is not UTF-8") from None
+
+
 Segment = tuple[int, int, int, int, int, int, int, int, int]
 """A v2 record batch's records in a buffer: (start, end, count, base offset, first
 timestamp, max timestamp, attributes, next offset, leader epoch)."""
@@ -171,9 +221,15 @@ def decode_batches(data: Any, batches: list[Segment]) -> RecordRun:
     # ">=": a record ends with its header count, at least one byte after the value
     if bool(np.any((value_len < -1) | (value_len >= body_end - value_start))):
         raise _Corrupt("a value does not fit in its record")
+    _check_headers(data, u8, value_start + np.maximum(value_len, 0), body_end)
+    offsets = base_offset + offset_delta
+    after = np.repeat(np.array([b[7] for b in batches], dtype=np.int64), counts)
+    if bool(np.any((offset_delta < 0) | (offsets >= after))) or bool(
+            np.any(np.diff(offsets) <= 0)):
+        raise _Corrupt("record offsets are outside their batch or not increasing")
     timestamps = np.where((attrs & _LOG_APPEND_TIME) != 0, max_ts, first_ts + ts_delta)
     epochs = np.repeat(np.array([b[8] for b in batches], dtype=np.int64), counts)
-    return RecordRun(data, base_offset + offset_delta, timestamps, key_start, key_len,
+    return RecordRun(data, offsets, timestamps, key_start, key_len,
                      value_start, value_len, int(batches[-1][7]), epochs)
 
 
@@ -192,6 +248,7 @@ def _bulk_class(base: type) -> type:
         """kafka-python's PartitionRecords, yielding :class:`RecordRun` s."""
 
         _carry: RecordRun | None = None
+        _at = -1  # the base offset of the batch being read, for errors
         _walked_to = -1  # the offset after the last whole batch walked
         next_fetch_offset: int  # kafka-python's, set in its __init__
 
@@ -218,8 +275,8 @@ def _bulk_class(base: type) -> type:
                     yield run
             except (_Corrupt, IndexError, ValueError, struct.error) as exc:
                 raise CorruptRecordError(
-                    f"Found invalid record structure in partition {self.topic_partition}: "
-                    f"{exc}") from None
+                    f"Found invalid record structure in partition {self.topic_partition} "
+                    f"in the record batch at offset {self._at}: {exc}") from None
             # everything yielded has been taken: move past trailing control batches too
             self.next_fetch_offset = max(self.next_fetch_offset, self._walked_to)
             self.drain()
@@ -228,15 +285,16 @@ def _bulk_class(base: type) -> type:
             """Walk the record batches of a fetch, as kafka-python's ``MemoryRecords`` does,
             without copying uncompressed ones."""
             from kafka.errors import CorruptRecordError
-            from kafka.record.default_records import DefaultRecordBatch
             from kafka.record.util import calc_crc32c
 
             view = memoryview(buf)
             pending: list[Segment] = []
             bodies: list[Any] = []  # decompressed batches, when there are any
             count = 0
+            walked = -(1 << 63)  # the offset after the last batch walked
             pos, size = 0, len(buf)
             while size - pos >= _LOG_OVERHEAD:
+                self._at = int.from_bytes(view[pos:pos + 8], "big", signed=True)
                 length = int.from_bytes(view[pos + 8:pos + 12], "big", signed=True)
                 end = pos + _LOG_OVERHEAD + length
                 if end > size:
@@ -252,7 +310,10 @@ def _bulk_class(base: type) -> type:
                         legacy = self._legacy_run(view[pos:end], buf[pos + 16])
                     pos = end
                     if legacy is not None:
-                        self._walked_to = legacy.next_offset
+                        if legacy.offset < walked:
+                            raise _Corrupt(f"message offsets go backwards ({legacy.offset}, "
+                                           f"after {walked - 1})")
+                        self._walked_to = walked = legacy.next_offset
                         yield legacy
                     continue
                 if end - pos < _HEADER.size:
@@ -261,18 +322,24 @@ def _bulk_class(base: type) -> type:
                  n) = _HEADER.unpack_from(buf, pos)
                 if n < 0:
                     raise _Corrupt(f"a record batch claims {n} records")
+                if last_delta < 0 or base + last_delta < walked:
+                    raise _Corrupt(f"record batch offsets go backwards (base offset {base}, "
+                                   f"last offset delta {last_delta}, after {walked - 1})")
                 if self.check_crcs and calc_crc32c(view[pos + 21:end]) != crc:
                     raise CorruptRecordError(
                         f"Record batch for partition {self.topic_partition} at offset "
                         f"{base} failed crc check")
                 after = base + last_delta + 1
                 self.bytes_read += end - pos
+                if not attrs & _CONTROL and not n:
+                    # kafka-python reads such a batch and rejects any bytes in it
+                    body_size = (len(self._uncompressed(view[pos:end], base)) if attrs & _CODEC
+                                 else end - pos - _HEADER.size)
+                    if body_size:
+                        raise _Corrupt(f"a record batch of 0 records holds {body_size} bytes")
                 if not attrs & _CONTROL and n:
                     if attrs & _CODEC:
-                        batch = DefaultRecordBatch(view[pos:end])
-                        with codec_context(self.topic_partition, base):
-                            batch._maybe_uncompress()
-                        body = bytes(batch._buffer)
+                        body = self._uncompressed(view[pos:end], base)
                         bodies.append(body)
                         pending.append((0, len(body), n, base, first_ts, max_ts, attrs, after,
                                         epoch))
@@ -282,7 +349,7 @@ def _bulk_class(base: type) -> type:
                                         attrs, after, epoch))
                     count += n
                 pos = end
-                self._walked_to = after
+                self._walked_to = walked = after
                 if count >= _RUN_RECORDS:
                     yield self._decode(buf, pending, bodies)
                     pending, bodies, count = [], [], 0
@@ -292,15 +359,42 @@ def _bulk_class(base: type) -> type:
             if pending:
                 yield self._decode(buf, pending, bodies)
 
+        def _uncompressed(self, batch_bytes: memoryview, base: int) -> bytes:
+            """The records of a compressed v2 batch, decompressed."""
+            from kafka.record.default_records import DefaultRecordBatch
+
+            batch = DefaultRecordBatch(batch_bytes)
+            with codec_context(self.topic_partition, base):
+                try:
+                    batch._maybe_uncompress()
+                except Exception as exc:  # each codec's library fails in its own way
+                    if codec_missing_from(exc) is not None:
+                        raise  # a missing library, named by codec_context
+                    raise _Corrupt(f"the batch does not decompress: {type(exc).__name__}: "
+                                   f"{exc}") from None
+            return bytes(batch._buffer)
+
         def _legacy_run(self, view: memoryview, magic: int) -> RecordRun | None:
             """A message set of format v0/v1, through kafka-python's own reader."""
             from kafka.errors import CorruptRecordError
             from kafka.record.legacy_records import LegacyRecordBatch
 
+            batch = LegacyRecordBatch(bytes(view), magic)
+            if self.check_crcs and not batch.validate_crc():  # the wrapper's, when compressed
+                raise CorruptRecordError(
+                    f"Record batch for partition {self.topic_partition} at offset {self._at} "
+                    "failed crc check")
+            try:
+                records = list(batch)  # decompressed here
+            except Exception as exc:  # each codec's library fails in its own way
+                if codec_missing_from(exc) is not None:
+                    raise  # a missing library, named by codec_context
+                raise _Corrupt(f"the message set does not decode: {type(exc).__name__}: "
+                               f"{exc}") from None
             parts: list[bytes] = []
             fields: list[tuple[int, int, int, int, int, int]] = []
             at = 0
-            for record in LegacyRecordBatch(bytes(view), magic):
+            for record in records:
                 if self.check_crcs and not record.validate_crc():
                     raise CorruptRecordError(
                         f"Record for partition {self.topic_partition} at offset "
@@ -317,12 +411,24 @@ def _bulk_class(base: type) -> type:
                 return None
             columns = np.array(fields, dtype=np.int64).reshape(-1, 6)
             offsets = columns[:, 0]
+            if bool(np.any(np.diff(offsets) <= 0)):
+                raise _Corrupt("message offsets are not increasing")
             return RecordRun(b"".join(parts), offsets, columns[:, 1], columns[:, 2],
                              columns[:, 3], columns[:, 4], columns[:, 5],
                              int(offsets[-1]) + 1, None)
 
+        def _decode(self, buf: Any, pending: list[Segment], bodies: list[Any]) -> RecordRun:
+            try:
+                return self._decode_all(buf, pending, bodies)
+            except _Corrupt:
+                # find the batch to name (only when one is corrupt: decoding is batched)
+                for one, body in zip(pending, bodies, strict=True):
+                    self._at = one[3]
+                    self._decode_all(buf, [one], [body])
+                raise
+
         @staticmethod
-        def _decode(buf: Any, pending: list[Segment], bodies: list[Any]) -> RecordRun:
+        def _decode_all(buf: Any, pending: list[Segment], bodies: list[Any]) -> RecordRun:
             if all(isinstance(b, memoryview) for b in bodies):
                 return decode_batches(buf, pending)  # all in the fetch's own buffer
             data = b"".join(bodies)
