@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lakekit.errors import FormatError
+from lakekit.errors import FormatError, LakekitError, StorageError
 from lakekit.io.pipeline import shared_pool
 from lakekit.storage import retry_call
 
@@ -236,7 +236,9 @@ class ResumableFile:
     byte not yet delivered, so the caller sees every byte once, in order, whatever failed
     in between. A read that returns nothing before the file's known size is a truncated
     stream, retried the same way; once the retries are spent the read raises
-    :class:`~lakekit.errors.StorageError` naming the file and the byte offset.
+    :class:`~lakekit.errors.StorageError` naming the file and the byte offset. A file that
+    changed in between (another size or ETag) is never resumed: that is a
+    :class:`~lakekit.errors.StorageError` too, not a mix of two versions.
 
     Because the resumption is at the byte, not at a line or a compressed block, it serves
     compressed files too: the decompressor above it never sees the failure.
@@ -250,6 +252,7 @@ class ResumableFile:
         self._file: Any = retry_call(self._open, what=url)
         size = getattr(self._file, "size", None)
         self._size: int | None = size if isinstance(size, int) else None
+        self._identity = _identity(self._file)
         self.resumed = 0          # how many times a read was resumed
         self.closed = False
 
@@ -274,14 +277,32 @@ class ResumableFile:
             n = (self._size - self._pos) if self._size is not None else 1 << 30
         if n == 0:
             return b""
-        data = retry_call(lambda: self._read_once(n),
-                          what=f"{self._url}: reading at byte {self._pos:,}")
+        what = f"{self._url}: reading at byte {self._pos:,}"
+        try:
+            data = retry_call(lambda: self._read_once(n), what=what)
+        except LakekitError:
+            raise
+        except OSError as exc:
+            if type(exc).__name__ == "FileExpired":    # s3fs: the ETag it pinned is gone
+                raise StorageError(
+                    f"{self._url}: the file changed while it was read (at byte "
+                    f"{self._pos:,}); read it again"
+                ) from None
+            raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
         self._pos += len(data)
         return data
 
     def _read_once(self, n: int) -> bytes:
         if self._file is None:                       # a failed read closed it: resume
+            with contextlib.suppress(Exception):   # the file's size and ETag afresh
+                self._fs.invalidate_cache(self._path)
             file = self._open()
+            if _identity(file) != self._identity:   # never the bytes of two versions
+                file.close()
+                raise StorageError(
+                    f"{self._url}: the file changed while it was read (resuming at byte "
+                    f"{self._pos:,}); read it again"
+                )
             if self._pos:
                 file.seek(self._pos)
             self._file = file
@@ -305,3 +326,11 @@ class ResumableFile:
             with contextlib.suppress(Exception):
                 self._file.close()
             self._file = None
+
+
+def _identity(file: Any) -> tuple[Any, ...]:
+    """What tells two versions of a file apart: size and, where known, ETag / mtime."""
+    details = getattr(file, "details", None) or {}
+    tag = details.get("ETag") or details.get("etag") or details.get("mtime") or details.get(
+        "LastModified")
+    return (getattr(file, "size", None), tag)
