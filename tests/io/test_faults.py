@@ -407,3 +407,19 @@ def test_resumable_file_resumes_at_the_byte_and_refuses_another_version(
         with pytest.raises(StorageError, match=r"blob: the file changed while it was read "
                                                r"\(at byte 10\)"):
             f.read(1 << 20)
+
+
+def test_reset_after_a_conditional_put_is_the_ambiguous_case(s3_server: S3Server) -> None:
+    """A conditional PUT whose response is lost was applied: its retry finds the object
+    there (what a Delta commit's writer must tell apart from a conflict)."""
+    bucket = f"faults-{uuid.uuid4().hex[:10]}"
+    s3_server.create_bucket(bucket)
+    direct = s3fs.S3FileSystem(skip_instance_cache=True, **s3_server.storage_options)  # type: ignore[arg-type]
+    with fault_proxy(s3_server.endpoint_url, schedule={"cput": {"reset_after": 1.0}},
+                     max_faults=1) as p:
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **lean(p, s3_server))
+        with pytest.raises(FileExistsError):   # the lost answer, then "already exists"
+            fs.pipe_file(f"{bucket}/_delta_log/00000000000000000001.json", b"commit",
+                         mode="create")
+        assert [(f.kind, f.fault) for f in p.faults] == [("cput", "reset_after")]
+    assert direct.cat_file(f"{bucket}/_delta_log/00000000000000000001.json") == b"commit"
