@@ -317,6 +317,10 @@ _TRANSIENT_MARKERS = (
     "requesttimeout", "request timeout", "connection reset", "connection aborted",
     "connection refused", "broken pipe", "timed out", "temporarily unavailable",
     " 500", " 502", " 503", " 504",
+    # a body cut short (aiohttp's ClientPayloadError, http.client's IncompleteRead)
+    "payload is not completed", "not enough data to satisfy", "incompleteread",
+    # ... and deltalake's (object_store / hyper)
+    "error reading a body", "end of file before message length",
 )
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
@@ -337,7 +341,8 @@ def is_transient(exc: BaseException) -> bool:
     ):
         return True
     name = type(exc).__name__.lower()
-    if any(s in name for s in ("timeout", "connection", "throttl", "serverdisconnected")):
+    if any(s in name for s in ("timeout", "connection", "throttl", "serverdisconnected",
+                               "payload", "incompleteread", "responsestreaming")):
         return True
     message = str(exc).lower()
     return any(m in message for m in _TRANSIENT_MARKERS)

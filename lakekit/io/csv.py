@@ -9,14 +9,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from lakekit.errors import BadRecordError, FormatError
-from lakekit.storage import retry_call
+from lakekit.io.ranges import ResumableFile
 
 __all__ = ["infer_csv_schema", "read_csv_batches"]
 
 
 def _open(fs: Any, path: str, url: str, compression: str | None) -> pa.NativeFile:
-    raw = retry_call(lambda: fs.open(path, "rb", cache_type="none"), what=url)
-    stream: pa.NativeFile = pa.PythonFile(raw, mode="r")
+    # a failed read resumes at the first byte not yet delivered (see ResumableFile)
+    stream: pa.NativeFile = pa.PythonFile(ResumableFile(fs, path, url=url), mode="r")
     if compression:
         stream = pa.CompressedInputStream(stream, compression)
     return stream

@@ -3,22 +3,25 @@
 A :class:`SparseFile` is a read-only file over a remote object that serves reads from
 byte ranges fetched ahead (the footer, then the needed column chunks); :func:`merge_ranges`
 turns many small ranges into few large requests; :func:`fetch_ranges` fetches them
-concurrently, with lakekit's retries.
+concurrently, with lakekit's retries. :class:`ResumableFile` streams a remote file front to
+back (JSONL, CSV) and resumes a failed read with a ranged request from the first byte it
+has not delivered yet.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lakekit.errors import FormatError
+from lakekit.errors import FormatError, LakekitError, StorageError
 from lakekit.io.pipeline import shared_pool
 from lakekit.storage import retry_call
 
-__all__ = ["HOLE_MIN", "HOLE_RATIO", "IO_THREADS", "MAX_REQUEST", "SparseFile", "fetch_ranges",
-           "merge_ranges"]
+__all__ = ["HOLE_MIN", "HOLE_RATIO", "IO_THREADS", "MAX_REQUEST", "ResumableFile", "SparseFile",
+           "fetch_ranges", "merge_ranges"]
 
 HOLE_MIN = 16 << 10  # always merge ranges closer than this
 HOLE_RATIO = 0.1  # ... or when the gap is under 10% of the merged bytes
@@ -222,3 +225,112 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
                 continue
         out.append((start, end))
     return out
+
+
+class ResumableFile:
+    """A remote file read front to back, whose reads survive transient storage errors.
+
+    A read that fails mid-stream (a reset connection, a body cut short, a 5xx once the
+    client's own retries are spent) is retried with lakekit's bounded retries
+    (:func:`~lakekit.storage.retry_call`): the file is opened again and read from the first
+    byte not yet delivered, so the caller sees every byte once, in order, whatever failed
+    in between. A read that returns nothing before the file's known size is a truncated
+    stream, retried the same way; once the retries are spent the read raises
+    :class:`~lakekit.errors.StorageError` naming the file and the byte offset. A file that
+    changed in between (another size or ETag) is never resumed: that is a
+    :class:`~lakekit.errors.StorageError` too, not a mix of two versions.
+
+    Because the resumption is at the byte, not at a line or a compressed block, it serves
+    compressed files too: the decompressor above it never sees the failure.
+    """
+
+    def __init__(self, fs: Any, path: str, *, url: str) -> None:
+        self._fs = fs
+        self._path = path
+        self._url = url
+        self._pos = 0
+        self._file: Any = retry_call(self._open, what=url)
+        size = getattr(self._file, "size", None)
+        self._size: int | None = size if isinstance(size, int) else None
+        self._identity = _identity(self._file)
+        self.resumed = 0          # how many times a read was resumed
+        self.closed = False
+
+    def _open(self) -> Any:
+        return self._fs.open(self._path, "rb", cache_type="none")
+
+    # -- the file protocol pyarrow's PythonFile needs --------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = (self._size - self._pos) if self._size is not None else 1 << 30
+        if n == 0:
+            return b""
+        what = f"{self._url}: reading at byte {self._pos:,}"
+        try:
+            data = retry_call(lambda: self._read_once(n), what=what)
+        except LakekitError:
+            raise
+        except OSError as exc:
+            if type(exc).__name__ == "FileExpired":    # s3fs: the ETag it pinned is gone
+                raise StorageError(
+                    f"{self._url}: the file changed while it was read (at byte "
+                    f"{self._pos:,}); read it again"
+                ) from None
+            raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
+        self._pos += len(data)
+        return data
+
+    def _read_once(self, n: int) -> bytes:
+        if self._file is None:                       # a failed read closed it: resume
+            with contextlib.suppress(Exception):   # the file's size and ETag afresh
+                self._fs.invalidate_cache(self._path)
+            file = self._open()
+            if _identity(file) != self._identity:   # never the bytes of two versions
+                file.close()
+                raise StorageError(
+                    f"{self._url}: the file changed while it was read (resuming at byte "
+                    f"{self._pos:,}); read it again"
+                )
+            if self._pos:
+                file.seek(self._pos)
+            self._file = file
+            self.resumed += 1
+        try:
+            data: bytes = self._file.read(n)
+            if not data and self._size is not None and self._pos < self._size:
+                raise ConnectionResetError(
+                    f"the stream ended at byte {self._pos} of {self._size}"
+                )
+        except BaseException:
+            file, self._file = self._file, None
+            with contextlib.suppress(Exception):
+                file.close()
+            raise
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+
+
+def _identity(file: Any) -> tuple[Any, ...]:
+    """What tells two versions of a file apart: size and, where known, ETag / mtime."""
+    details = getattr(file, "details", None) or {}
+    tag = details.get("ETag") or details.get("etag") or details.get("mtime") or details.get(
+        "LastModified")
+    return (getattr(file, "size", None), tag)

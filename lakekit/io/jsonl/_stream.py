@@ -1,5 +1,14 @@
 """JSONL byte streams: open (and decompress) a file, cut it at newlines into blocks of
-whole lines with their line numbers, and read ahead in a background thread."""
+whole lines with their line numbers, and read ahead in a background thread.
+
+Failures in the middle of a remote file: the compressed (or plain) bytes are read through
+:class:`~lakekit.io.ranges.ResumableFile`, which retries a failed read with a ranged
+request from the first byte it has not delivered yet. The blocks above it are cut at the
+last whole line of what was delivered, so a resumed read goes on with the same lines and
+line numbers as an unbroken one, never a partial or repeated line. The same holds for
+``.gz`` and ``.zst``: the resumption is below the decompressor, at the compressed byte,
+so neither restarts from the file's start. Local files are read without retries.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from lakekit._deps import import_if_available
-from lakekit.errors import ConfigError, FormatError, StorageError
+from lakekit.errors import ConfigError, FormatError, LakekitError, StorageError
+from lakekit.io.ranges import ResumableFile
 from lakekit.storage import retry_call
 
 T = TypeVar("T")
@@ -66,8 +76,8 @@ def open_stream(
     if isinstance(fs, LocalFileSystem):
         raw: pa.NativeFile = retry_call(lambda: pa.OSFile(path, "rb"), what=url)
     else:
-        file = retry_call(lambda: fs.open(path, "rb", cache_type="none"), what=url)
-        raw = pa.PythonFile(file, mode="r")
+        # a failed read resumes at the first byte not yet delivered (see ResumableFile)
+        raw = pa.PythonFile(ResumableFile(fs, path, url=url), mode="r")
         if compression:
             # decompressors pull small chunks; turn them into few large requests
             raw = pa.BufferedInputStream(raw, buffer_size=max(1 << 20, block_size // 4))
@@ -126,6 +136,8 @@ class _IsalGzipStream:
 
 
 def _read_error(exc: BaseException, url: str, compression: str | None) -> Exception:
+    if isinstance(exc, LakekitError):      # a storage error after retries: already named
+        return exc
     text = str(exc)
     if compression and any(m in text.lower() for m in _CODEC_MARKERS):
         return FormatError(
