@@ -26,7 +26,7 @@ from lakekit.errors import (
     VersionNotFoundError,
 )
 from lakekit.io.discover import FileEntry
-from lakekit.storage import Location, is_transient, missing_credentials_error
+from lakekit.storage import Location, is_transient, missing_credentials_error, retry_call
 
 __all__ = [
     "READABLE_FEATURES",
@@ -183,8 +183,12 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
 
     uri = location.delta_uri()
     try:
-        dt = deltalake.DeltaTable(
-            uri, version=version, storage_options=location.delta_storage_options() or None
+        # deltalake's own retries give up on a body cut short (a truncated GET of the log)
+        dt = retry_call(
+            lambda: deltalake.DeltaTable(
+                uri, version=version, storage_options=location.delta_storage_options() or None
+            ),
+            what=location.url,
         )
     except TableNotFoundError:
         raise NotFoundError(f"{location.url}: no Delta table here") from None

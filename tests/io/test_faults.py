@@ -11,7 +11,6 @@ absorbed below them; s3fs still retries what it retries (truncated bodies, SlowD
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io
 import json
@@ -98,15 +97,9 @@ def lean(p: CountingProxy, s3_server: S3Server) -> dict[str, Any]:
 
 
 def faulty(url: str, schedule: FaultSchedule) -> FaultSchedule:
-    """``schedule`` for a read of ``url``: a Delta table's faults go to its data files only.
-
-    deltalake reads the log itself, with its own client and its own retries (and a body
-    cut short in a log read reaches lakekit as a raw ``OSError``: see the report of issue
-    13); lakekit's part of a Delta read is its reads of the data files.
-    """
-    if "/delta/" not in url:
-        return schedule
-    return dataclasses.replace(schedule, match=r"\.parquet$")
+    """``schedule`` for a read of ``url``: every request, the Delta log's included (deltalake
+    reads the log with its own client and retries; what they give up on, lakekit retries)."""
+    return schedule
 
 
 def canonical(t: pa.Table) -> pa.Table:
