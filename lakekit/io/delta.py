@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from lakekit.errors import FormatError, NotFoundError, StorageError, VersionNotFoundError
 from lakekit.io.discover import FileEntry
-from lakekit.storage import Location, is_transient, missing_credentials_error
+from lakekit.storage import Location, is_transient, missing_credentials_error, storage_error
 
 __all__ = ["DeltaEngine", "DeltaSnapshot", "column_mapping_mode", "is_delta_table", "snapshot"]
 
@@ -163,6 +163,10 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
                 f"{location.url}: cannot reach the storage (connection failed after "
                 "deltalake's retries); check the endpoint URL and the network"
             ) from None
+        error = storage_error(exc, f"{location.url}: reading the Delta log",
+                              scrub=location.redact)
+        if error is not None:
+            raise error from None
         raise
     schema = pa.schema(dt.schema().to_arrow())
     partition_columns = tuple(dt.metadata().partition_columns)
