@@ -7,6 +7,7 @@ Every error a user sees is a :class:`LakekitError`. Messages say what happened, 
 from __future__ import annotations
 
 __all__ = [
+    "AccessDeniedError",
     "BadRecordError",
     "BadRecordsWarning",
     "BrokerError",
@@ -46,6 +47,10 @@ class BrokerError(LakekitError, ConnectionError):
 
 class NotFoundError(StorageError, FileNotFoundError):
     """A path, table or object does not exist."""
+
+
+class AccessDeniedError(StorageError, PermissionError):
+    """Storage refused the request (HTTP 403): the credentials may not access the path."""
 
 
 class FormatError(LakekitError, ValueError):

@@ -3,6 +3,10 @@
 Every part of lakekit accepts the same ``storage_options`` (fsspec / deltalake conventions)
 or an fsspec filesystem instance; :func:`resolve` turns either into a :class:`Location`.
 Credentials live here only: they never appear in a repr, a log line or an error message.
+
+Longer than 500 lines because the S3 option tables (which keys go to s3fs, which to
+deltalake) and the classification of storage failures belong beside the resolver that
+uses them: split, each half would need the other's private tables.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pyarrow.fs as pafs
 from fsspec.implementations.local import LocalFileSystem
 
 from lakekit._deps import require_protocol
-from lakekit.errors import ConfigError, NotFoundError, StorageError
+from lakekit.errors import AccessDeniedError, ConfigError, NotFoundError, StorageError
 
 __all__ = [
     "Location",
@@ -31,6 +35,7 @@ __all__ = [
     "redact",
     "resolve",
     "retry_call",
+    "storage_error",
 ]
 
 T = TypeVar("T")
@@ -190,40 +195,129 @@ def _create_exclusive(path: str, body: bytes) -> None:
             raise
 
 
+# s3fs.S3FileSystem's own options and fsspec's: they go to s3fs only. Anything else s3fs
+# hands to aiobotocore's AioSession, which fails with a TypeError naming the key.
+_S3FS_KEYS = frozenset({
+    "anon", "endpoint_url", "key", "secret", "token", "use_ssl", "client_kwargs",
+    "requester_pays", "default_block_size", "default_fill_cache", "default_cache_type",
+    "version_aware", "config_kwargs", "s3_additional_kwargs", "session", "username",
+    "password", "cache_regions", "asynchronous", "loop", "max_concurrency",
+    "fixed_upload_size", "local_expiry_check", "use_listings_cache", "listings_expiry_time",
+    "max_paths", "skip_instance_cache", "profile",
+})
+# deltalake's S3 options (object_store's AmazonS3ConfigKey and delta-rs's own), in lower
+# case; deltalake matches them case-insensitively, so AWS_CONDITIONAL_PUT, aws_conditional_put
+# and conditional_put are one key. They go to deltalake only.
+_DELTA_S3_KEYS = frozenset({
+    "aws_access_key_id", "access_key_id", "aws_secret_access_key", "secret_access_key",
+    "aws_session_token", "aws_token", "session_token", "aws_default_region", "default_region",
+    "aws_region", "region", "aws_bucket", "aws_bucket_name", "bucket_name", "bucket",
+    "aws_endpoint_url", "aws_endpoint", "endpoint", "aws_endpoint_url_s3",
+    "aws_virtual_hosted_style_request", "virtual_hosted_style_request", "aws_s3_express",
+    "s3_express", "aws_imdsv1_fallback", "imdsv1_fallback", "aws_metadata_endpoint",
+    "metadata_endpoint", "aws_unsigned_payload", "unsigned_payload", "aws_checksum_algorithm",
+    "checksum_algorithm", "aws_container_credentials_relative_uri",
+    "aws_container_credentials_full_uri", "aws_container_authorization_token_file",
+    "aws_web_identity_token_file", "aws_role_arn", "aws_role_session_name",
+    "aws_endpoint_url_sts", "aws_skip_signature", "skip_signature", "aws_copy_if_not_exists",
+    "copy_if_not_exists", "aws_conditional_put", "conditional_put", "aws_disable_tagging",
+    "disable_tagging", "aws_request_payer", "request_payer", "aws_server_side_encryption",
+    "aws_sse_kms_key_id", "aws_sse_bucket_key_enabled", "aws_sse_customer_key_base64",
+    # delta-rs
+    "aws_s3_locking_provider", "aws_s3_allow_unsafe_rename", "aws_s3_assume_role_arn",
+    "aws_s3_role_session_name", "aws_iam_role_arn", "aws_iam_role_session_name",
+    "aws_profile", "aws_s3_pool_idle_timeout_seconds", "aws_sts_pool_idle_timeout_seconds",
+    "aws_s3_get_internal_server_error_retries", "aws_ec2_metadata_disabled",
+    "aws_ec2_metadata_timeout", "aws_force_credential_load", "aws_config_file",
+    "aws_shared_credentials_file", "max_retries", "retry_timeout",
+})
+# object_store's HTTP client options, also accepted with an ``aws_`` prefix.
+_DELTA_CLIENT_KEYS = frozenset({
+    "allow_http", "allow_invalid_certificates", "connect_timeout", "timeout",
+    "pool_idle_timeout", "pool_max_idle_per_host", "http2_keep_alive_interval",
+    "http2_keep_alive_timeout", "http2_keep_alive_while_idle", "http1_only", "http2_only",
+    "proxy_url", "proxy_ca_certificate", "proxy_excludes", "user_agent", "content_type",
+    "default_content_type", "default_headers", "randomize_addresses",
+})
+_DELTA_PREFIXES = ("dynamo_", "delta_dynamo_", "backoff_config.")
+_DELTA_ALIASES = {  # canonical (upper-case) names of the keys lakekit maps to s3fs
+    "ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    "SESSION_TOKEN": "AWS_SESSION_TOKEN", "AWS_TOKEN": "AWS_SESSION_TOKEN",
+    "REGION": "AWS_REGION", "DEFAULT_REGION": "AWS_DEFAULT_REGION",
+    "ENDPOINT": "AWS_ENDPOINT_URL", "AWS_ENDPOINT": "AWS_ENDPOINT_URL",
+    "ALLOW_HTTP": "AWS_ALLOW_HTTP", "SKIP_SIGNATURE": "AWS_SKIP_SIGNATURE",
+}
+
+
+def _is_delta_key(key: str) -> bool:
+    low = key.lower()
+    return (low in _DELTA_S3_KEYS or low.removeprefix("aws_") in _DELTA_CLIENT_KEYS
+            or low.startswith(_DELTA_PREFIXES))
+
+
+def _canonical(key: str) -> str:
+    up = key.upper()
+    return _DELTA_ALIASES.get(up, up)
+
+
 def _s3fs_to_delta(options: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in options.items():
-        if k.isupper() and isinstance(v, (str, int, float, bool)):
+        if _is_delta_key(str(k)) and isinstance(v, (str, int, float, bool)):
             out[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    given = {_canonical(k) for k in out}
+
+    def default(key: str, value: str) -> None:
+        if key not in given:
+            out[key] = value
+            given.add(key)
+
     inverse = {v: k for k, v in _DELTA_TO_S3FS.items()}
     for k, v in options.items():
         if k in inverse and v is not None:
-            out.setdefault(inverse[k], str(v))
+            default(inverse[k], str(v))
     client_kwargs = options.get("client_kwargs") or {}
     endpoint = options.get("endpoint_url") or client_kwargs.get("endpoint_url")
     if endpoint:
-        out.setdefault("AWS_ENDPOINT_URL", str(endpoint))
+        default("AWS_ENDPOINT_URL", str(endpoint))
         if str(endpoint).startswith("http://"):
-            out.setdefault("AWS_ALLOW_HTTP", "true")
+            default("AWS_ALLOW_HTTP", "true")
     region = client_kwargs.get("region_name") or options.get("region_name")
     if region:
-        out.setdefault("AWS_REGION", str(region))
+        default("AWS_REGION", str(region))
     if options.get("anon"):
-        out.setdefault("AWS_SKIP_SIGNATURE", "true")
+        default("AWS_SKIP_SIGNATURE", "true")
     return out
 
 
 def _delta_to_s3fs(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept deltalake-style AWS_* keys for the fsspec side too."""
-    out: dict[str, Any] = {k: v for k, v in options.items() if not k.isupper()}
+    """The options s3fs takes: its own keys, plus deltalake-style credentials, endpoint and
+    region (``AWS_ACCESS_KEY_ID``, ...) translated. deltalake-only keys (``conditional_put``,
+    ``AWS_S3_ALLOW_UNSAFE_RENAME``, ...) are left out; an unknown key is a ConfigError."""
+    out: dict[str, Any] = {}
+    delta: dict[str, Any] = {}
+    for k, v in options.items():
+        if k in _S3FS_KEYS:
+            out[k] = v
+        elif k == "region_name":  # botocore's name; s3fs takes it in client_kwargs
+            delta.setdefault("AWS_REGION", v)
+        elif isinstance(k, str) and _is_delta_key(k):
+            delta.setdefault(_canonical(k), v)
+        else:
+            raise ConfigError(  # the key only: its value may be a secret
+                f"unknown S3 storage option {str(k)!r}: neither s3fs nor deltalake takes it; "
+                "s3fs takes key, secret, token, anon, client_kwargs (endpoint_url, "
+                "region_name), config_kwargs, ...; deltalake takes AWS_* keys such as "
+                "AWS_ENDPOINT_URL or AWS_CONDITIONAL_PUT (see docs/storage.md)"
+            )
     for dk, sk in _DELTA_TO_S3FS.items():
-        if dk in options:
-            out.setdefault(sk, options[dk])
+        if dk in delta:
+            out.setdefault(sk, delta[dk])
     client_kwargs = dict(out.get("client_kwargs") or {})
-    endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
+    endpoint = delta.get("AWS_ENDPOINT_URL")
     if endpoint:
         client_kwargs.setdefault("endpoint_url", endpoint)
-    region = options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION")
+    region = delta.get("AWS_REGION") or delta.get("AWS_DEFAULT_REGION")
     if region:
         client_kwargs.setdefault("region_name", region)
     if "endpoint_url" in out:
@@ -278,11 +372,14 @@ def resolve(
         return Location(filesystem, path, protocol, opts)
     protocol, _ = fsspec.core.split_protocol(text)
     protocol = protocol or "file"
+    fs_options = options
     if protocol in ("s3", "s3a"):
-        options = _delta_to_s3fs(options)
+        fs_options = _delta_to_s3fs(options)
+        # deltalake-only keys stay in the Location's options, for delta_storage_options()
+        options = {**{k: v for k, v in options.items() if k not in fs_options}, **fs_options}
     require_protocol(protocol)
     try:
-        fs, path = fsspec.core.url_to_fs(text, **options)
+        fs, path = fsspec.core.url_to_fs(text, **fs_options)
     except ImportError as exc:  # fsspec knows the protocol, but no implementation is installed
         raise ConfigError(f"no filesystem is installed for {protocol}:// URLs: {exc}") from None
     except ValueError as exc:
@@ -384,22 +481,81 @@ def retry_call(
     )
     try:
         return retrying(fn)
-    except FileNotFoundError as exc:
-        if isinstance(exc, NotFoundError):
-            raise
-        raise NotFoundError(f"{what}: not found") from None
-    except PermissionError:
-        raise StorageError(f"{what}: access denied (check credentials and permissions)") from None
+    except (FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise  # answers the caller asked for (an exclusive create that lost), not failures
     except Exception as exc:
-        if is_transient(exc):
-            raise StorageError(
-                f"{what}: storage error after {attempts} attempts: {type(exc).__name__}; "
-                "check that the storage (endpoint URL) is reachable"
-            ) from None
-        missing = missing_credentials_error(exc, what)
-        if missing is not None:
-            raise missing from None
+        error = storage_error(exc, what, attempts=attempts)
+        if error is not None:
+            raise error from None
         raise
+
+
+_NOT_FOUND_MARKERS = ("nosuchkey", "404 not found", "not found (404)")
+_NO_BUCKET_MARKERS = ("nosuchbucket", "bucket does not exist")
+_DENIED_MARKERS = (
+    "accessdenied", "access denied", "403 forbidden", "forbidden (403)", "invalidaccesskeyid",
+    "signaturedoesnotmatch", "accountproblem", "allaccessdisabled",
+)
+
+
+def storage_error(
+    exc: BaseException,
+    what: str,
+    *,
+    attempts: int | None = None,
+    scrub: Callable[[str], str] = redact,
+) -> StorageError | None:
+    """The :class:`StorageError` a user should see for a storage failure ``exc``, or ``None``
+    when ``exc`` is not a storage failure (a bug, a bad argument, a lakekit error).
+
+    ``what`` names the operation and its credential-free URL. A missing path or bucket is a
+    :class:`NotFoundError`, a refusal (HTTP 403) an :class:`AccessDeniedError` (also a
+    ``PermissionError``), missing credentials and unreachable storage say what to do, and
+    any other ``OSError`` (s3fs's and deltalake's generic S3 errors) a :class:`StorageError`
+    with its first line. ``scrub`` removes credentials from the text of ``exc``.
+
+    Examples
+    --------
+    >>> storage_error(FileNotFoundError("gone"), "s3://b/x: reading")
+    NotFoundError('s3://b/x: reading: not found')
+    >>> storage_error(ValueError("bad"), "s3://b/x") is None
+    True
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    text = str(exc)
+    low = text.lower()
+    if any(m in low for m in _NO_BUCKET_MARKERS):
+        bucket = re.search(r"<BucketName>([^<]+)</BucketName>", text)
+        name = f" {bucket.group(1)!r}" if bucket else ""
+        return NotFoundError(
+            f"{what}: the bucket{name} does not exist; check the URL, or create the bucket"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return NotFoundError(f"{what}: not found")
+    if isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and any(m in low for m in _DENIED_MARKERS)
+    ):
+        return AccessDeniedError(
+            f"{what}: access denied (403); check the credentials (key, secret, profile) "
+            "and that they may read and write this bucket and path"
+        )
+    missing = missing_credentials_error(exc, what)
+    if missing is not None:
+        return missing
+    if is_transient(exc):
+        after = f" after {attempts} attempts" if attempts else ""
+        return StorageError(
+            f"{what}: storage error{after}: {type(exc).__name__}; "
+            "check that the storage (endpoint URL) is reachable"
+        )
+    if not isinstance(exc, OSError):
+        return None
+    if any(m in low for m in _NOT_FOUND_MARKERS):
+        return NotFoundError(f"{what}: not found")
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    first = scrub(first[:300])
+    return StorageError(f"{what}: storage error: {first}")
 
 
 def missing_credentials_error(exc: BaseException, what: str) -> StorageError | None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lakekit.cli import demo, io, quality, sink, tables
+from lakekit.cli.options import Parser
 from lakekit.errors import LakekitError
 
 __all__ = ["build_parser", "main"]
@@ -25,7 +26,7 @@ _REGISTRARS = [demo.register, io.register, quality.register, tables.register, si
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lakekit`` command."""
-    parser = argparse.ArgumentParser(prog="lakekit", description=__doc__.splitlines()[0])
+    parser = Parser(prog="lakekit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in _REGISTRARS:
         register(sub)

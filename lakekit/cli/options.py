@@ -1,19 +1,65 @@
 """Options shared by the ``lakekit`` subcommands: ``KEY=VALUE`` pairs and byte sizes.
 
-Neither parser echoes a value back: a storage or consumer option's value may be a secret.
+Nothing here echoes a value back: a storage or consumer option's value may be a secret.
+A ``KEY=VALUE`` flag takes one pair and is repeated for more (``--storage-option A=1
+--storage-option B=2``); :class:`Parser`'s usage errors (a second pair after one flag is an
+unrecognized argument) show keys, never values.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lakekit.errors import ConfigError
 
-__all__ = ["add_storage_option", "byte_size", "key_values", "storage_options"]
+__all__ = ["Parser", "add_storage_option", "byte_size", "hide", "key_values",
+           "storage_options"]
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
                "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+_PAIR = re.compile(r"(?P<key>[A-Za-z_][\w.-]*)=[^\s'\"]*")
+_UNRECOGNIZED = "unrecognized arguments: "
+
+
+class Parser(argparse.ArgumentParser):
+    """The ``lakekit`` parser: its usage errors never show a ``KEY=VALUE`` argument's value.
+
+    Its subcommands' parsers are of this class too (argparse makes them so).
+
+    Examples
+    --------
+    >>> hide("unrecognized arguments: K2=hunter22 oops --x=1")
+    'unrecognized arguments: K2=... (a value, not shown) --x=...'
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and ``message`` without values, and exit with status 2."""
+        hidden = hide(message)
+        if message.startswith(_UNRECOGNIZED) and not all(
+                word.startswith("-") for word in message[len(_UNRECOGNIZED):].split()):
+            hidden += ("; each --storage-option / --consumer-option takes one KEY=VALUE: "
+                       "repeat the flag for each pair")
+        super().error(hidden)
+
+
+def hide(message: str) -> str:
+    """``message`` with every ``KEY=VALUE`` shown as ``KEY=...``; in an "unrecognized
+    arguments" message, an argument that is not a flag is not shown at all (it may be the
+    value of a pair split by a space)."""
+    if message.startswith(_UNRECOGNIZED):
+        words = []
+        for word in message[len(_UNRECOGNIZED):].split():
+            if "=" in word:
+                words.append(word.split("=", 1)[0] + "=...")
+            else:
+                words.append(word if word.startswith("-") else "(a value, not shown)")
+        return _UNRECOGNIZED + " ".join(words)
+    return _PAIR.sub(lambda m: m.group("key") + "=...", message)
 
 
 def key_values(flag: str, pairs: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -44,7 +90,9 @@ def add_storage_option(p: argparse.ArgumentParser) -> None:
     """Add the repeatable ``--storage-option KEY=VALUE`` flag to ``p``."""
     p.add_argument(
         "--storage-option", action="append", metavar="KEY=VALUE",
-        help="a storage option (repeatable), e.g. AWS_ENDPOINT_URL=http://127.0.0.1:9000",
+        help="a storage option; one KEY=VALUE per flag, repeat the flag for more, e.g. "
+             "--storage-option AWS_ENDPOINT_URL=http://127.0.0.1:9000 "
+             "--storage-option AWS_REGION=us-east-1",
     )
 
 

@@ -38,8 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add _kafka_topic/_kafka_partition/_kafka_offset/_kafka_timestamp")
     add_storage_option(p)
     p.add_argument("--consumer-option", action="append", metavar="KEY=VALUE",
-                   help="a kafka-python consumer setting (repeatable), e.g. "
-                        "session_timeout_ms=6000 or security_protocol=SASL_SSL")
+                   help="a kafka-python consumer setting; one KEY=VALUE per flag, repeat "
+                        "the flag for more, e.g. --consumer-option session_timeout_ms=6000 "
+                        "--consumer-option security_protocol=SASL_SSL")
     p.add_argument("--storage-options-file", default=None, metavar="PATH",
                    help="storage options as KEY=VALUE lines (credentials; --storage-option "
                         "wins for a key given both ways)")

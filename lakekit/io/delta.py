@@ -26,7 +26,13 @@ from lakekit.errors import (
     VersionNotFoundError,
 )
 from lakekit.io.discover import FileEntry
-from lakekit.storage import Location, is_transient, missing_credentials_error, retry_call
+from lakekit.storage import (
+    Location,
+    is_transient,
+    missing_credentials_error,
+    retry_call,
+    storage_error,
+)
 
 __all__ = [
     "READABLE_FEATURES",
@@ -210,6 +216,10 @@ def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:
                 f"{location.url}: cannot reach the storage (connection failed after "
                 "deltalake's retries); check the endpoint URL and the network"
             ) from None
+        error = storage_error(exc, f"{location.url}: reading the Delta log",
+                              scrub=location.redact)
+        if error is not None:
+            raise error from None
         if isinstance(exc, DeltaError) and "Kernel error" in text:
             raise _invalid_log(location.url, version, text) from None
         raise
@@ -323,9 +333,10 @@ def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
         ) from None
     except OSError as exc:
         text = str(exc).lower()
-        if not enabled or isinstance(exc, LakekitError) or not (
-            "range is not satisfiable" in text or "invalidrange" in text
-        ):
+        # a StorageError too: retry_call names the raw 416 it gave up on
+        if not enabled or (isinstance(exc, LakekitError) and not isinstance(
+            exc, StorageError
+        )) or not ("range is not satisfiable" in text or "invalidrange" in text):
             raise
         which = f" {location.url_of(entry.path)}" if entry is not None else ""
         size = f" ({entry.size} bytes)" if entry is not None else ""

@@ -278,16 +278,23 @@ class ResumableFile:
         if n == 0:
             return b""
         what = f"{self._url}: reading at byte {self._pos:,}"
+
+        def once() -> bytes:
+            try:
+                return self._read_once(n)
+            except OSError as exc:
+                if type(exc).__name__ == "FileExpired":  # s3fs: the ETag it pinned is gone
+                    raise StorageError(
+                        f"{self._url}: the file changed while it was read (at byte "
+                        f"{self._pos:,}); read it again"
+                    ) from None
+                raise
+
         try:
-            data = retry_call(lambda: self._read_once(n), what=what)
+            data = retry_call(once, what=what)
         except LakekitError:
             raise
         except OSError as exc:
-            if type(exc).__name__ == "FileExpired":    # s3fs: the ETag it pinned is gone
-                raise StorageError(
-                    f"{self._url}: the file changed while it was read (at byte "
-                    f"{self._pos:,}); read it again"
-                ) from None
             raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
         self._pos += len(data)
         return data

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lakekit.errors import ConfigError, LakekitError, NotFoundError, StorageError
 from lakekit.io.formats import detect_table
-from lakekit.storage import Location, is_transient, resolve
+from lakekit.storage import Location, is_transient, resolve, storage_error
 
 if TYPE_CHECKING:
     import polars as pl
@@ -114,10 +114,10 @@ def guard(fn: Callable[[], Any], *, what: str, redact: Callable[[str], str]) -> 
         missing = exc.filename if isinstance(exc.filename, str) else _first_line(exc)
         detail = f" ({redact(missing)})" if missing and missing != what else ""
         raise NotFoundError(f"{what}: not found{detail}") from None
-    except PermissionError:
-        raise StorageError(f"{what}: access denied (check credentials and permissions)") from None
     except (OSError, TimeoutError) as exc:
-        raise StorageError(redact(f"{what}: cannot be read: {_first_line(exc)}")) from None
+        error = storage_error(exc, what, scrub=redact)  # a missing bucket, a 403, ...
+        raise (error or StorageError(redact(f"{what}: cannot be read: {_first_line(exc)}"))
+               ) from None
     except Exception as exc:
         from deltalake.exceptions import DeltaError, TableNotFoundError
 

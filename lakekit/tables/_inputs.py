@@ -29,7 +29,7 @@ from lakekit.errors import (
     TableError,
     VersionNotFoundError,
 )
-from lakekit.storage import Location, is_transient
+from lakekit.storage import Location, is_transient, storage_error
 from lakekit.tables.types import STANDARD_KEYS
 
 __all__ = [
@@ -248,8 +248,10 @@ def _translate(location: Location, what: str, version: int | None, exc: Exceptio
             return CommitConflictError(f"{url}: {what}: {text}")
         return TableError(f"{url}: {what} failed: {text}")
     if isinstance(exc, OSError):
-        kind = "transient storage error" if is_transient(exc) else "storage error"
-        return StorageError(f"{url}: {what}: {kind}: {text}")
+        if is_transient(exc):
+            return StorageError(f"{url}: {what}: transient storage error: {text}")
+        error = storage_error(exc, f"{url}: {what}", scrub=location.redact)
+        return error or StorageError(f"{url}: {what}: storage error: {text}")
     return TableError(f"{url}: {what} failed: {type(exc).__name__}: {text}")
 
 

@@ -343,11 +343,17 @@ class Table:
         return target
 
     def tags(self) -> dict[str, int]:
-        """Every tag and the version it names, sorted by name."""
+        """Every tag and the version it names, sorted by name.
+
+        Like :attr:`version` and :meth:`history`, a :class:`NotFoundError` when there is
+        no table at the URI.
+        """
+        self._delta.latest()  # no table: NotFoundError, as for .version and history()
         return {name: tag.version for name, tag in self._tags.all().items()}
 
     def untag(self, name: str) -> int:
-        """Remove a tag; returns the version it named."""
+        """Remove a tag; returns the version it named (:class:`NotFoundError`: no table)."""
+        self._delta.latest()
         return self._tags.delete(name).version
 
     def restore(
