@@ -107,6 +107,7 @@ class DeltaEngine:
         self.deletion_vectors = deletion_vectors
         self.column_mapping = column_mapping
         self._table = table
+        self._masks: dict[str, Any] | None = None  # read once: the version never changes
 
     @property
     def table(self) -> Any:
@@ -124,6 +125,7 @@ class DeltaEngine:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_table"] = None
+        state["_masks"] = None  # not in the spec: pieces carry their own
         return state
 
     def __repr__(self) -> str:
@@ -138,6 +140,8 @@ class DeltaEngine:
         """
         if not self.deletion_vectors:
             return {}
+        if self._masks is not None:
+            return self._masks
         masks: dict[str, Any] = {}
         fs = self.location.fs
         root = self.location.path.rstrip("/")
@@ -151,6 +155,7 @@ class DeltaEngine:
                 else:  # an absolute path outside the table's root
                     path = fs._strip_protocol(unquote(uri))
                 masks[path] = vectors[i].values.to_numpy(zero_copy_only=False)
+        self._masks = masks
         return masks
 
     def deleted_rows(self) -> int:

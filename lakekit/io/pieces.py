@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -213,19 +213,3 @@ def _read_text(
                    n_rows=None, streaming=True)
     )
     return concat(parts, scan.schema.empty_table().select(columns).schema)
-
-
-def estimated_bytes(pieces: Sequence[Piece]) -> int:
-    """The summed decoded size the pieces were planned with."""
-    return sum(p.nbytes for p in pieces)
-
-
-def describe(pieces: Sequence[Piece]) -> dict[str, Any]:
-    """A small summary (for logs and reprs): pieces, files, rows where known, bytes."""
-    rows = [p.rows for p in pieces]
-    return {
-        "pieces": len(pieces),
-        "files": len({p.entry.path for p in pieces}),
-        "rows": None if any(r is None for r in rows) else sum(r or 0 for r in rows),
-        "bytes": estimated_bytes(pieces),
-    }
