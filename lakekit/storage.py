@@ -417,7 +417,8 @@ _TRANSIENT_MARKERS = (
     # a body cut short (aiohttp's ClientPayloadError, http.client's IncompleteRead)
     "payload is not completed", "not enough data to satisfy", "incompleteread",
     # ... and deltalake's (object_store / hyper)
-    "error reading a body", "end of file before message length",
+    "error reading a body", "end of file before message length", "response body error",
+    "error sending request",
 )
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,

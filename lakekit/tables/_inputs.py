@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -33,6 +34,7 @@ from lakekit.storage import Location, is_transient, storage_error
 from lakekit.tables.types import STANDARD_KEYS
 
 __all__ = [
+    "ANSI",
     "Arrowish",
     "Source",
     "as_arrow",
@@ -242,6 +244,8 @@ def _translate(location: Location, what: str, version: int | None, exc: Exceptio
         return NotFoundError(f"{url}: {what}: {text}")
     if isinstance(exc, DeltaError):
         low = text.lower()
+        if is_transient(exc) and "conflict" not in low and "already exists" not in low:
+            return StorageError(f"{url}: {what}: transient storage error: {text}")
         if version is not None and ("version" in low or "logsegment" in low):
             return VersionNotFoundError(f"{url}: version {version} cannot be loaded ({text})")
         if "already exists" in low or "conflict" in low or "concurrent" in low:
@@ -255,8 +259,12 @@ def _translate(location: Location, what: str, version: int | None, exc: Exceptio
     return TableError(f"{url}: {what} failed: {type(exc).__name__}: {text}")
 
 
+# deltalake (object_store) colours the arrows of its error chains; Ray colours task errors
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _text(location: Location, exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in ANSI.sub("", str(exc)).splitlines() if ln.strip()]
     return location.redact(" ".join(lines)[:600]) or type(exc).__name__
 
 

@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from typing import Any
 
 import pyarrow as pa
 
 from lakekit.errors import CommitConflictError, TableError
 from lakekit.storage import retry_call
-from lakekit.tables._delta import (
-    CHECKPOINT_INTERVAL,
-    DeltaHandle,
-    commit_properties,
-    hooks,
-    txn_done,
-)
-from lakekit.tables._inputs import Source, delta_errors
+from lakekit.tables._delta import CHECKPOINT_INTERVAL, DeltaHandle, hooks, txn_done
+from lakekit.tables._inputs import Source
+from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.history import read_history
 
 __all__ = [
-    "create", "create_or_yield", "create_with_files", "landed_version", "needs_create",
+    "CREATE_ATTEMPTS", "create", "create_or_yield", "create_with_files", "needs_create",
     "own_commit",
 ]
 
 # While another writer creates the table: how many times to look again (0.25 s apart).
 CREATE_WAITS = 12
+# A creation proven not to have landed after a transient storage error is tried again (the
+# whole write) at most this many times in all.
+CREATE_ATTEMPTS = 3
 _PART_FILE = r"part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.\w+)?\.parquet"
 _DELTA_FILE = re.compile(rf"^(_delta_log|{_PART_FILE})$")
 _PARTITION_DIR = re.compile(r"^[^_.][^=/]*=[^/]*$")
@@ -135,14 +132,17 @@ def create(delta: DeltaHandle, source: Source, mode: str, parts: list[str] | Non
     """Create the table with ``source`` as its first commit; returns that commit's version."""
     from deltalake import write_deltalake
 
-    write_id = uuid.uuid4().hex
-    props = commit_properties({**meta, "lakekit.write_id": write_id}, txn)
-    with delta_errors(delta.location, "creating the table", source=source):
+    write_id, props = new_write(meta, txn)
+
+    def commit(_: Any) -> int:
         write_deltalake(delta.uri, source.data, mode=mode,  # type: ignore[call-overload]
                         partition_by=parts, storage_options=delta.options,
                         configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
                         commit_properties=props, post_commithook_properties=hooks())
-    return own_commit(delta, write_id, "the table was created")
+        return own_commit(delta, write_id, "the table was created")
+
+    return commit_once(delta, "creating the table", commit, write_id=write_id,
+                       attempts=CREATE_ATTEMPTS, source=source, creating=True)
 
 
 def create_with_files(delta: DeltaHandle, schema: pa.Schema, adds: list[Any],
@@ -153,41 +153,24 @@ def create_with_files(delta: DeltaHandle, schema: pa.Schema, adds: list[Any],
     from deltalake import Schema as DeltaSchema
     from deltalake.transaction import create_table_with_add_actions
 
-    write_id = uuid.uuid4().hex
-    props = commit_properties({**meta, "lakekit.write_id": write_id}, txn)
+    write_id, props = new_write(meta, txn)
+
+    def commit(_: Any) -> int:
+        create_table_with_add_actions(
+            delta.uri, DeltaSchema.from_arrow(schema), adds, mode="error",
+            partition_by=parts, storage_options=delta.options,
+            configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
+            commit_properties=props, post_commithook_properties=hooks(),
+        )
+        return own_commit(delta, write_id, "the table was created")
+
     try:
-        with delta_errors(delta.location, "creating the table"):
-            create_table_with_add_actions(
-                delta.uri, DeltaSchema.from_arrow(schema), adds, mode="error",
-                partition_by=parts, storage_options=delta.options,
-                configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
-                commit_properties=props, post_commithook_properties=hooks(),
-            )
+        return commit_once(delta, "creating the table", commit, write_id=write_id,
+                           attempts=CREATE_ATTEMPTS, creating=True)
     except (CommitConflictError, TableError):
         if delta.exists():
             return None
         raise
-    return own_commit(delta, write_id, "the table was created")
-
-
-def landed_version(delta: DeltaHandle, write_id: str, *, after: int) -> int | None:
-    """The version after ``after`` whose commit carries ``write_id``, if one does (a commit
-    whose response was lost may have landed); ``None`` when none does, or when the log
-    cannot be read to tell (the caller's own error then stands)."""
-    try:
-        latest = int(delta.latest().version())
-    except Exception:  # the storage is still failing: nothing can be proven either way
-        return None
-    if latest <= after:
-        return None
-    try:
-        commits = read_history(delta.location, latest, latest - after)
-    except Exception:
-        return None
-    for commit in commits:
-        if commit.write_id == write_id:
-            return commit.version
-    return None
 
 
 def own_commit(delta: DeltaHandle, write_id: str, what: str) -> int:

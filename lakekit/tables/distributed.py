@@ -18,10 +18,6 @@ attempts whose results reach the driver are committed.
 
 from __future__ import annotations
 
-import random
-import re
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +34,9 @@ from lakekit.errors import (
 from lakekit.io.delta import column_mapping_mode
 from lakekit.scale.engines import TaskFailed, arrow_schema, engine_of, map_partitions
 from lakekit.storage import Location
-from lakekit.tables._delta import DeltaHandle, commit_properties, hooks, txn_done
-from lakekit.tables._inputs import check_metadata, delta_errors
+from lakekit.tables._delta import DeltaHandle, hooks, txn_done
+from lakekit.tables._inputs import ANSI, check_metadata
+from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.create import create_with_files, needs_create, own_commit
 from lakekit.tables.files import delta_type, write_files
 from lakekit.tables.schema import normalize
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["TASK_NAME", "PartitionWriter", "write_distributed"]
 
 TASK_NAME = "lakekit-write"  # the tasks' names: never a URL, never a credential
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its task errors
 
 
 class PartitionWriter:
@@ -241,29 +237,19 @@ def _check_table(delta: DeltaHandle, dt: DeltaTable, data: pa.Schema,
 def _commit_files(delta: DeltaHandle, adds: list[Any], *, mode: str, partition_by: list[str],
                   metadata: dict[str, Any], txn: tuple[str, int] | None) -> int:
     """Commit the written files (and ``txn``) as one version of the existing table."""
-    write_id = uuid.uuid4().hex
-    props = commit_properties({**metadata, "lakekit.write_id": write_id}, txn)
-    attempts = APPEND_ATTEMPTS if mode == "append" else 1
-    for attempt in range(1, attempts + 1):
-        dt = delta.latest()
-        if txn_done(dt, txn):  # a concurrent writer committed this txn: nothing to add
-            return int(dt.version())
-        try:
-            with delta_errors(delta.location, f"committing the {mode}"):
-                dt.create_write_transaction(
-                    adds, mode, dt.schema(), partition_by=partition_by or None,
-                    commit_properties=props, post_commithook_properties=hooks(),
-                )
-            return own_commit(delta, write_id, "the data was committed")
-        except CommitConflictError:
-            latest = delta.latest()
-            if txn_done(latest, txn):
-                return int(latest.version())
-            if attempt >= attempts:
-                raise
-            # the files are kept: only the commit is tried again
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")  # pragma: no cover
+    write_id, props = new_write(metadata, txn)
+
+    def commit(dt: DeltaTable | None) -> int:
+        assert dt is not None
+        dt.create_write_transaction(
+            adds, mode, dt.schema(), partition_by=partition_by or None,
+            commit_properties=props, post_commithook_properties=hooks(),
+        )
+        return own_commit(delta, write_id, "the data was committed")
+
+    # the files are kept: only the commit is tried again
+    return commit_once(delta, f"committing the {mode}", commit, write_id=write_id,
+                       attempts=APPEND_ATTEMPTS, retry_conflicts=mode == "append", txn=txn)
 
 
 def _failure(delta: DeltaHandle, failed: TaskFailed, engine: str, mode: str) -> LakekitError:
@@ -271,7 +257,7 @@ def _failure(delta: DeltaHandle, failed: TaskFailed, engine: str, mode: str) -> 
     error = failed.error
     cause = _lakekit_cause(error)
     shown = cause if cause is not None else error
-    text = " ".join(_ANSI.sub("", str(shown)).split()).rstrip(".")
+    text = " ".join(ANSI.sub("", str(shown)).split()).rstrip(".")
     text = delta.location.redact(f"{type(shown).__name__}: {text}")[:800]
     if failed.index is None:
         where = "a task failed"

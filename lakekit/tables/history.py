@@ -41,11 +41,11 @@ def read_history(location: Location, latest: int, limit: int | None = None) -> l
     # fsspec checks a list of paths against its listings cache first: a listing made
     # before the newest commits (any find() of the table) would hide them
     fs.invalidate_cache(f"{location.path.rstrip('/')}/_delta_log")
-    raw: dict[str, bytes] = retry_call(
-        lambda: fs.cat(list(paths), on_error="omit"),
-        what=f"{location.url}: reading the Delta log",
+    raw: dict[str, Any] = retry_call(
+        lambda: _cat_commits(fs, list(paths)), what=f"{location.url}: reading the Delta log",
     )
-    found = {fs._strip_protocol(p): data for p, data in raw.items()}
+    found = {fs._strip_protocol(p): data for p, data in raw.items()
+             if isinstance(data, bytes)}
     commits = []
     for path, version in paths.items():
         data = found.get(fs._strip_protocol(path))
@@ -56,6 +56,17 @@ def read_history(location: Location, latest: int, limit: int | None = None) -> l
             info["timestamp"] = _mtime_millis(location, path)
         commits.append(Commit.from_delta({**info, "version": version}))
     return commits
+
+
+def _cat_commits(fs: Any, paths: list[str]) -> dict[str, Any]:
+    """The commit files' bytes, or ``FileNotFoundError`` for a file that is gone (log
+    retention); any other failure is raised, never taken for a missing commit (a version
+    left out by a failed read would make a landed commit look absent)."""
+    raw: dict[str, Any] = fs.cat(paths, on_error="return")
+    for data in raw.values():
+        if isinstance(data, BaseException) and not isinstance(data, FileNotFoundError):
+            raise data
+    return raw
 
 
 def _commit_info(data: bytes, location: Location, version: int) -> dict[str, Any]:

@@ -1,22 +1,22 @@
 """The bodies of ``Table.write``, ``upsert`` and ``delete``: checks first, then one commit.
 
 Options and schemas are checked before anything is written, so a refused write leaves no
-files behind. An append of replayable data that loses a commit race deltalake could not
-settle itself is written again a few times (see :data:`APPEND_ATTEMPTS`).
+files behind. Every commit goes through :func:`lakekit.tables.commits.commit_once`: a
+failed attempt whose commit landed anyway (its answer lost) returns that version, and one
+proven absent is made again after a transient storage error, or for an append of
+replayable data that lost a commit race deltalake could not settle itself, at most
+:data:`APPEND_ATTEMPTS` times in all.
 """
 
 from __future__ import annotations
 
-import random
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from lakekit.errors import CommitConflictError, ConfigError, SchemaMismatchError
-from lakekit.tables._delta import DeltaHandle, commit_properties, hooks, txn_done
+from lakekit.errors import ConfigError, SchemaMismatchError
+from lakekit.tables._delta import DeltaHandle, hooks, txn_done
 from lakekit.tables._inputs import (
     Source,
     as_arrow,
@@ -25,7 +25,8 @@ from lakekit.tables._inputs import (
     delta_errors,
     dnf_to_sql,
 )
-from lakekit.tables.create import create_or_yield, landed_version, needs_create
+from lakekit.tables.commits import commit_once, new_write
+from lakekit.tables.create import create_or_yield, needs_create
 from lakekit.tables.schema import fill_missing, write_conflicts
 
 if TYPE_CHECKING:
@@ -147,18 +148,21 @@ def upsert_rows(
     # and is null on insert.
     predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
     values = {f"`{c}`": f"s.`{c}`" for c in table.schema.names}
-    with delta_errors(delta.location, "upsert"):
+    write_id, props = new_write(meta)
+
+    def commit(dt: DeltaTable | None) -> int:
+        assert dt is not None
         (
-            dt.merge(
-                table, predicate, source_alias="s", target_alias="t",
-                commit_properties=commit_properties(meta),
-                post_commithook_properties=hooks(),
-            )
+            dt.merge(table, predicate, source_alias="s", target_alias="t",
+                     commit_properties=props, post_commithook_properties=hooks())
             .when_matched_update(updates=values)
             .when_not_matched_insert(updates=values)
             .execute()
         )
-    return int(dt.version())
+        return int(dt.version())
+
+    # an upsert proven absent is made again on a transient error (it is idempotent)
+    return commit_once(delta, "upsert", commit, write_id=write_id, attempts=APPEND_ATTEMPTS)
 
 
 def delete_rows(
@@ -169,11 +173,15 @@ def delete_rows(
     if not sql.strip():
         raise ConfigError("delete needs a predicate; to empty a table, overwrite it")
     meta = check_metadata(metadata)
-    dt = delta.latest()
-    with delta_errors(delta.location, f"delete where {sql}"):
-        dt.delete(sql, commit_properties=commit_properties(meta),
-                  post_commithook_properties=hooks())
-    return int(dt.version())
+    write_id, props = new_write(meta)
+
+    def commit(dt: DeltaTable | None) -> int:
+        assert dt is not None
+        dt.delete(sql, commit_properties=props, post_commithook_properties=hooks())
+        return int(dt.version())
+
+    return commit_once(delta, f"delete where {sql}", commit, write_id=write_id,
+                       attempts=APPEND_ATTEMPTS)
 
 
 def check_schema(delta: DeltaHandle, dt: DeltaTable, data: pa.Schema, *, allow_new: bool,
@@ -195,40 +203,20 @@ def _commit_write(delta: DeltaHandle, source: Source, *, mode: str, schema_mode:
                   txn: tuple[str, int] | None) -> int:
     from deltalake import write_deltalake
 
-    attempts = APPEND_ATTEMPTS if mode == "append" and source.replayable else 1
-    # Every attempt's commit carries this id: when an attempt fails after its commit may
-    # have landed (a response lost on the way back), the log says whether it did, and the
-    # write returns that version instead of failing or writing the rows again.
-    write_id = uuid.uuid4().hex
-    props = commit_properties({**metadata, "lakekit.write_id": write_id}, txn)
-    for attempt in range(1, attempts + 1):
-        dt = delta.latest()
-        start = int(dt.version())
-        try:
-            with delta_errors(delta.location, f"{mode} write", source=source):
-                write_deltalake(
-                    dt, source.data, mode=mode,  # type: ignore[call-overload]
-                    schema_mode=schema_mode,
-                    partition_by=partition_by if schema_mode == "overwrite" else None,
-                    commit_properties=props,
-                    post_commithook_properties=hooks(),
-                )
-            return int(dt.version())
-        except CommitConflictError:
-            landed = landed_version(delta, write_id, after=start)
-            if landed is not None:
-                return landed
-            # a concurrent writer may have committed the same txn (delta-rs refuses a
-            # commit whose app id a concurrent commit wrote): then this write is done
-            latest = delta.latest()
-            if txn_done(latest, txn):
-                return int(latest.version())
-            if attempt >= attempts:
-                raise
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
-        except Exception:
-            landed = landed_version(delta, write_id, after=start)
-            if landed is not None:
-                return landed
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    write_id, props = new_write(metadata, txn)
+
+    def commit(dt: DeltaTable | None) -> int:
+        assert dt is not None
+        write_deltalake(
+            dt, source.data, mode=mode,  # type: ignore[call-overload]
+            schema_mode=schema_mode,
+            partition_by=partition_by if schema_mode == "overwrite" else None,
+            commit_properties=props, post_commithook_properties=hooks(),
+        )
+        return int(dt.version())
+
+    # a failed attempt whose commit landed returns that version; one proven absent is
+    # written again when the data can be replayed (transient errors; for appends, races)
+    return commit_once(delta, f"{mode} write", commit, write_id=write_id,
+                       attempts=APPEND_ATTEMPTS, retry_conflicts=mode == "append",
+                       txn=txn, source=source)

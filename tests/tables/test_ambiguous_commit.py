@@ -1,10 +1,13 @@
 """A commit whose response is lost: the server applied the conditional PUT of the commit
-file, the client saw a reset. The write must return the version it made (proved from the
-log by its ``lakekit.write_id``), not fail, and the rows must be there exactly once; the
-fault is injected by the fault proxy (in its own process) in front of the moto server."""
+file, the client saw a reset. Every kind of commit must return the version it made
+(proved from the log by its ``lakekit.write_id``), not fail, and its effect must be there
+exactly once. A commit that did not land (the connection reset before the server saw it)
+is made again. The faults are injected by the fault proxy (in its own process) in front of
+the moto server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -15,20 +18,64 @@ import lakekit as lk
 
 pytestmark = pytest.mark.s3
 
+COMMIT_1 = r"_delta_log/0+1\.json$"
 
+# each operation, run on a table holding ids [0, 1] at version 0; the ids after it
+OPERATIONS: dict[str, tuple[Callable[[lk.Table], int], list[int]]] = {
+    "append": (lambda t: t.write(pa.table({"id": [2]})), [0, 1, 2]),
+    "overwrite": (lambda t: t.write(pa.table({"id": [5]}), mode="overwrite"), [5]),
+    "upsert": (lambda t: t.upsert(pa.table({"id": [1, 3]}), on="id"), [0, 1, 3]),
+    "delete": (lambda t: t.delete("id = 0"), [1]),
+}
+
+
+def start(uri: str, options: dict[str, Any]) -> None:
+    lk.Table(uri, storage_options=options).write(pa.table({"id": [0, 1]}))
+
+
+@pytest.mark.parametrize("op", list(OPERATIONS))
 def test_a_lost_commit_response_returns_the_version_it_made(
-        s3_server: Any, s3_bucket: str, s3_options: dict[str, Any]) -> None:
+        op: str, s3_server: Any, s3_bucket: str, s3_options: dict[str, Any]) -> None:
     uri = f"s3://{s3_bucket}/t"
-    lk.Table(uri, storage_options=s3_options).write(pa.table({"id": [0]}))
-    with proxy_process(s3_server.endpoint_url,
-                       schedule={"cput": {"reset_after": 1.0}}, max_faults=1,
-                       match=r"_delta_log/0+1\.json$") as proxy:
-        table = lk.Table(uri, storage_options=proxy.options(s3_options))
-        version = table.write(pa.table({"id": [1]}))
+    start(uri, s3_options)
+    run, ids = OPERATIONS[op]
+    with proxy_process(s3_server.endpoint_url, schedule={"cput": {"reset_after": 1.0}},
+                       max_faults=1, match=COMMIT_1) as proxy:
+        version = run(lk.Table(uri, storage_options=proxy.options(s3_options)))
         faults = proxy.faults()
     commit = f"{s3_bucket}/t/_delta_log/00000000000000000001.json"
     assert faults == [("cput", "reset_after", commit)]  # the commit landed, its reply did not
-    assert version == 1  # without the write id, a StorageError (and a retry would duplicate)
+    assert version == 1  # without the write id: an error, or a second commit
     clean = lk.Table(uri, storage_options=s3_options)
     assert clean.version == 1
-    assert sorted(clean.read().column("id").to_pylist()) == [0, 1]  # once, not twice
+    assert sorted(clean.read().column("id").to_pylist()) == ids  # once, not twice
+
+
+def test_a_lost_response_to_the_creating_commit_returns_version_0(
+        s3_server: Any, s3_bucket: str, s3_options: dict[str, Any]) -> None:
+    uri = f"s3://{s3_bucket}/new"
+    with proxy_process(s3_server.endpoint_url, schedule={"cput": {"reset_after": 1.0}},
+                       max_faults=1, match=r"_delta_log/0+\.json$") as proxy:
+        version = lk.Table(uri, storage_options=proxy.options(s3_options)).write(
+            pa.table({"id": [7, 8]}))
+        assert [f[1] for f in proxy.faults()] == ["reset_after"]
+    assert version == 0
+    clean = lk.Table(uri, storage_options=s3_options)
+    assert clean.version == 0
+    assert sorted(clean.read().column("id").to_pylist()) == [7, 8]
+
+
+@pytest.mark.parametrize("op", ["append", "upsert", "delete"])
+def test_a_commit_reset_before_it_landed_is_made_again(
+        op: str, s3_server: Any, s3_bucket: str, s3_options: dict[str, Any]) -> None:
+    uri = f"s3://{s3_bucket}/t"
+    start(uri, s3_options)
+    run, ids = OPERATIONS[op]
+    with proxy_process(s3_server.endpoint_url, schedule={"cput": {"reset": 1.0}},
+                       max_faults=1, match=COMMIT_1) as proxy:
+        version = run(lk.Table(uri, storage_options=proxy.options(s3_options)))
+        assert [f[1] for f in proxy.faults()] == ["reset"]  # this commit never landed
+    assert version == 1  # made again (before: a StorageError for a write that was safe to retry)
+    clean = lk.Table(uri, storage_options=s3_options)
+    assert sorted(clean.read().column("id").to_pylist()) == ids
+    assert [c.version for c in clean.history()] == [1, 0]
