@@ -107,15 +107,18 @@ class Tally:
     ops: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     wrong: list[str] = field(default_factory=list)
+    samples: dict[str, str] = field(default_factory=dict)  # the first error of each kind
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def op(self, name: str) -> None:
         with self.lock:
             self.ops[name] += 1
 
-    def error(self, name: str) -> None:
+    def error(self, name: str, exc: BaseException | None = None) -> None:
         with self.lock:
             self.errors[name] += 1
+            if exc is not None:
+                self.samples.setdefault(name, f"{type(exc).__name__}: {exc}"[:400])
 
     def bad(self, what: str) -> None:
         with self.lock:
@@ -208,7 +211,7 @@ def write(chaos: Chaos, writer: int, rows: int = 50) -> None:
                 outcome = ("ok", table.write(batch))
                 break
             except LakekitError as exc:
-                chaos.tally.error("write")
+                chaos.tally.error("write", exc)
                 if "could not read the Delta log afterwards" in str(exc):
                     outcome = ("unknown", None)
                     break
@@ -232,8 +235,8 @@ def read(chaos: Chaos, static: dict[str, pa.Table]) -> None:
         t.op(f"load {name}")
         try:
             got = lk.load(chaos.uri(f"static/{name}"), storage_options=chaos.options)
-        except LakekitError:
-            t.error(f"load {name}")
+        except LakekitError as exc:
+            t.error(f"load {name}", exc)
             continue
         if got.num_rows != expected.num_rows or got.sort_by("id").column("id") != \
                 expected.column("id"):
@@ -245,8 +248,8 @@ def read(chaos: Chaos, static: dict[str, pa.Table]) -> None:
         table = lk.Table(chaos.uri("writes"), storage_options=chaos.options)
         version = table.version
         data = table.read(version=version, columns=["id", "writer", "batch"])
-    except LakekitError:
-        t.error("read writes")
+    except LakekitError as exc:
+        t.error("read writes", exc)
     else:
         _check_snapshot(t, data, known, version)
     t.op("read events")
@@ -254,8 +257,8 @@ def read(chaos: Chaos, static: dict[str, pa.Table]) -> None:
         events = lk.Table(chaos.uri("events"), storage_options=chaos.options)
         got = events.read(columns=["_kafka_partition", "_kafka_offset"]) if events.exists \
             else None
-    except LakekitError:
-        t.error("read events")
+    except LakekitError as exc:
+        t.error("read events", exc)
     else:
         if got is not None:
             places = Counter(pairs(got))
@@ -292,21 +295,21 @@ def maintain(chaos: Chaos) -> None:
             chaos.tags[f"t{n}"] = version
             if table.tags().get(f"t{n}") != version:
                 chaos.tally.bad(f"tag t{n}: tags() does not name version {version}")
-        except LakekitError:
-            chaos.tally.error("tag")
+        except LakekitError as exc:
+            chaos.tally.error("tag", exc)
         if f"t{n - 1}" in chaos.tags:
             chaos.tally.op("untag")
             try:
                 table.untag(f"t{n - 1}")
                 del chaos.tags[f"t{n - 1}"]
-            except LakekitError:
-                chaos.tally.error("untag")
+            except LakekitError as exc:
+                chaos.tally.error("untag", exc)
         if n % 5 == 0:
             chaos.tally.op("compact")
             try:
                 table.compact()
-            except LakekitError:
-                chaos.tally.error("compact")
+            except LakekitError as exc:
+                chaos.tally.error("compact", exc)
 
 
 def check(chaos: Chaos) -> None:
@@ -324,11 +327,13 @@ def check(chaos: Chaos) -> None:
     for name, uri, kwargs, right in cases:
         chaos.tally.op(f"check {name}")
         try:
-            status = lk.check(uri, storage_options=chaos.options, **kwargs).status
-        except LakekitError:
-            status = "error"
+            report = lk.check(uri, storage_options=chaos.options, **kwargs)
+            status, why = report.status, report.summary() if report.status == "error" else ""
+        except LakekitError as exc:
+            status, why = "error", f"{type(exc).__name__}: {exc}"
         if status == "error":
             chaos.tally.error(f"check {name}")
+            chaos.tally.samples.setdefault(f"check {name}", why[:400])
         elif status != right:
             chaos.tally.bad(f"check {name}: {status}, the right verdict is {right}")
 
@@ -528,6 +533,7 @@ def run(seconds: float = 300, seed: int = 1, *, kill_every: tuple[float, float] 
     return {
         "seed": seed, "seconds": seconds, "elapsed": time.monotonic() - started,
         "ops": dict(chaos.tally.ops), "errors": dict(chaos.tally.errors),
+        "error_samples": dict(chaos.tally.samples),
         "faults": dict(Counter(f"{kind} {fault}" for kind, fault, _ in faults)),
         "faults_total": len(faults), "sink_kills": chaos.sink_kills,
         "sink_exits": chaos.sink_exits, "broker_restarts": chaos.broker_restarts,

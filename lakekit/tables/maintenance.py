@@ -29,13 +29,19 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import CommitConflictError, ConfigError, LakekitError
 from lakekit.storage import Location, retry_call
 from lakekit.tables._delta import DeltaHandle, commit_properties, hooks
 from lakekit.tables._inputs import delta_errors
+from lakekit.tables.commits import commit_once, new_write
+from lakekit.tables.history import read_history
 from lakekit.tables.tags import TagStore
 from lakekit.tables.types import CompactResult, VacuumResult
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 __all__ = [
     "LEASE_SECONDS",
@@ -198,18 +204,28 @@ def compact_files(delta: DeltaHandle, target_file_size: int | None) -> CompactRe
     delta.latest()  # a missing table fails here, before any lease file is written
     lease = CompactLease(delta.location)
     lease.acquire()
+    write_id, props = new_write({})
+    metrics: dict[str, Any] = {}
+
+    def commit(dt: DeltaTable | None) -> int:
+        # planned from the latest version, refreshed under the lease (a previous
+        # holder's commit is seen); a retry after a transient error plans again
+        assert dt is not None
+        metrics.update(dt.optimize.compact(
+            target_size=target_file_size, commit_properties=props,
+            post_commithook_properties=hooks(),
+        ))
+        return int(dt.version())
+
     try:
-        dt = delta.latest()  # refreshed under the lease: a previous holder's commit is seen
-        with delta_errors(delta.location, "compact"):
-            metrics = dt.optimize.compact(
-                target_size=target_file_size,
-                commit_properties=commit_properties({}),
-                post_commithook_properties=hooks(),
-            )
+        version = commit_once(delta, "compact", commit, write_id=write_id, attempts=1)
     finally:
         lease.release()
+    if not metrics:  # the commit landed but its answer was lost: the log has its metrics
+        commits = read_history(delta.location, version, 1)
+        metrics = dict(commits[0].metrics) if commits else {}
     return CompactResult(
-        version=int(dt.version()),
+        version=version,
         files_added=int(metrics.get("numFilesAdded", 0)),
         files_removed=int(metrics.get("numFilesRemoved", 0)),
     )

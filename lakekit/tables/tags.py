@@ -4,7 +4,9 @@ A tag is one small JSON file, ``<table>/_lakekit/tags/<name>.json``, holding the
 names. Living next to the data, tags are seen by every reader of the same URI in any
 process. A new tag is created with an atomic create-if-absent write
 (:meth:`Location.write_whole`: a hard link of a complete file on local disk,
-``If-None-Match: *`` on S3), so two processes racing for one name cannot both win.
+``If-None-Match: *`` on S3), so two processes racing for one name cannot both win. Each
+write's bytes are unique (a claim id), so a create whose answer was lost and was retried
+recognises its own file instead of reporting the name as taken.
 Delta readers and ``vacuum`` ignore the underscore directory.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -85,7 +88,7 @@ class TagStore:
             )
         return tag
 
-    def _read(self, path: str) -> Tag | None:
+    def _bytes(self, path: str) -> bytes | None:
         fs = self._location.fs
 
         def read() -> bytes | None:
@@ -94,7 +97,10 @@ class TagStore:
             except FileNotFoundError:
                 return None
 
-        raw = retry_call(read, what=f"{self._location.url}: reading tag file")
+        return retry_call(read, what=f"{self._location.url}: reading tag file")
+
+    def _read(self, path: str) -> Tag | None:
+        raw = self._bytes(path)
         if raw is None:
             return None
         try:
@@ -115,8 +121,11 @@ class TagStore:
         """Write tag ``name`` -> ``version``; without ``force``, only if the name is free."""
         path = self._path(name)
         tag = Tag(name, int(version), datetime.now(timezone.utc))
+        # the claim makes this write's bytes unique: a create whose answer was lost (the
+        # server applied it) and was retried finds its own bytes, not another writer's tag
         body = json.dumps(
-            {"name": tag.name, "version": tag.version, "created": tag.created.isoformat()}
+            {"name": tag.name, "version": tag.version, "created": tag.created.isoformat(),
+             "claim": uuid.uuid4().hex}
         ).encode()
         fs = self._location.fs
         fs.makedirs(self._dir, exist_ok=True)
@@ -124,6 +133,9 @@ class TagStore:
             retry_call(lambda: self._location.write_whole(path, body, exclusive=not force),
                        what=f"{self._location.url}: writing tag {name!r}")
         except FileExistsError:
+            if self._bytes(path) == body:
+                fs.invalidate_cache(self._dir)
+                return tag
             existing = self._read(path)
             where = f" (version {existing.version})" if existing else ""
             raise TableError(

@@ -13,12 +13,15 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import ConfigError, VersionNotFoundError
-from lakekit.tables._delta import DeltaHandle, commit_properties, file_paths, hooks
-from lakekit.tables._inputs import as_utc, as_version, check_metadata, delta_errors
+from lakekit.tables._delta import DeltaHandle, file_paths, hooks
+from lakekit.tables._inputs import as_utc, as_version, check_metadata
+from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.history import read_history
 from lakekit.tables.tags import TagStore
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
     from lakekit.io.dataset import Dataset
 
 __all__ = [
@@ -149,7 +152,12 @@ def restore_version(delta: DeltaHandle, target: int, *, tag: str | None,
         return last
     meta = check_metadata(metadata)
     meta.setdefault("lakekit.restored_from", f"tag {tag}" if tag else f"version {target}")
-    with delta_errors(delta.location, f"restore to version {target}", version=target):
-        latest.restore(target, commit_properties=commit_properties(meta),
-                       post_commithook_properties=hooks())
-    return int(latest.version())
+    write_id, props = new_write(meta)
+
+    def commit(dt: DeltaTable | None) -> int:
+        assert dt is not None
+        dt.restore(target, commit_properties=props, post_commithook_properties=hooks())
+        return int(dt.version())
+
+    return commit_once(delta, f"restore to version {target}", commit, write_id=write_id,
+                       attempts=1)

@@ -15,6 +15,7 @@ import pytest
 from _support.proxy_process import proxy_process
 
 import lakekit as lk
+from lakekit.errors import TableError
 
 pytestmark = pytest.mark.s3
 
@@ -79,3 +80,31 @@ def test_a_commit_reset_before_it_landed_is_made_again(
     clean = lk.Table(uri, storage_options=s3_options)
     assert sorted(clean.read().column("id").to_pylist()) == ids
     assert [c.version for c in clean.history()] == [1, 0]
+
+
+def test_a_lost_reply_to_a_compaction_restore_or_tag_is_not_an_error(
+        s3_server: Any, s3_bucket: str, s3_options: dict[str, Any]) -> None:
+    uri = f"s3://{s3_bucket}/t"
+    clean = lk.Table(uri, storage_options=s3_options)
+    for i in range(3):
+        clean.write(pa.table({"id": [i]}))  # versions 0, 1, 2: three small files
+    lost_reply = {"cput": {"reset_after": 1.0}}
+    with proxy_process(s3_server.endpoint_url, schedule=lost_reply, max_faults=1,
+                       match=r"_delta_log/0+3\.json$") as proxy:
+        result = lk.Table(uri, storage_options=proxy.options(s3_options)).compact()
+        assert [f[1] for f in proxy.faults()] == ["reset_after"]
+    assert (result.version, result.files_removed, result.files_added) == (3, 3, 1)
+    with proxy_process(s3_server.endpoint_url, schedule=lost_reply, max_faults=1,
+                       match=r"_delta_log/0+4\.json$") as proxy:
+        assert lk.Table(uri, storage_options=proxy.options(s3_options)).restore(1) == 4
+        assert [f[1] for f in proxy.faults()] == ["reset_after"]
+    with proxy_process(s3_server.endpoint_url, schedule=lost_reply, max_faults=1,
+                       match=r"_lakekit/tags/best\.json$") as proxy:
+        # the tag file was created, its answer lost: the retry finds its own bytes
+        assert lk.Table(uri, storage_options=proxy.options(s3_options)).tag("best", 2) == 2
+        assert [f[1] for f in proxy.faults()] == ["reset_after"]
+    assert clean.version == 4 and clean.tags() == {"best": 2}
+    assert [c.operation for c in clean.history()][:2] == ["RESTORE", "OPTIMIZE"]
+    assert sorted(clean.read().column("id").to_pylist()) == [0, 1]
+    with pytest.raises(TableError, match="already exists"):  # another claim still loses
+        clean.tag("best", 3)
