@@ -418,6 +418,9 @@ _TRANSIENT_MARKERS = (
     "payload is not completed", "not enough data to satisfy", "incompleteread",
     # ... and deltalake's (object_store / hyper)
     "error reading a body", "end of file before message length",
+    # ... reqwest's, e.g. a LIST reply cut short: "Error getting list response body: HTTP
+    # error: request or response body error", or "error decoding response body"
+    "request or response body error", "error decoding response body",
 )
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,

@@ -6,15 +6,27 @@ main table, every bad one exactly once in the dead-letter table."""
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+import pandera.polars as pap
+import polars as pl
 import pytest
 from _support.kafka import event, new_topic, produce, sink_for, where
 from _support.proxy_process import proxy_process
+from pandera.io import polars_io
 
 import lakekit as lk
-from lakekit.local_servers import KafkaBroker, S3Server
+from lakekit.local_servers import KafkaBroker, S3Server, restartable_tansu_broker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3]
 
@@ -65,3 +77,150 @@ def test_an_ambiguous_commit_of_the_sink_writes_rows_and_dead_letters_once(
     assert len(dead_at) == len(set(dead_at)), "a record was dead-lettered twice"
     assert set(dead_at) == invalid
     assert stats.rows_written == len(valid) and stats.dead_lettered == len(invalid)
+
+
+# A sink process; its storage options (through the fault proxy) come as JSON.
+CHILD = r"""
+import json, logging, sys
+import lakekit as lk
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+logging.getLogger("kafka").setLevel(logging.ERROR)
+bootstrap, topic, table, group, schema, rows, idle, options = sys.argv[1:9]
+sink = lk.KafkaDeltaSink(
+    topic, table, bootstrap_servers=bootstrap, group_id=group,
+    storage_options=json.loads(options), schema=schema, kafka_metadata=True,
+    consumer_config={"session_timeout_ms": 6000, "reconnect_backoff_max_ms": 500},
+    max_batch_rows=int(rows), max_batch_seconds=0.5,
+)
+stats = sink.run(stop_after_idle=float(idle) if idle != "-" else None)
+print(json.dumps({"rows_written": stats.rows_written, "dead_lettered": stats.dead_lettered}))
+"""
+
+SCHEMA = pap.DataFrameSchema({
+    "id": pap.Column(pl.Int64, pap.Check.ge(0)),
+    "user": pap.Column(pl.Utf8),
+    "amount": pap.Column(pl.Float64),
+})
+
+
+class _Sink:
+    """A sink subprocess; a thread collects its stderr lines."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=Path(__file__).resolve().parents[2])
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def tail(self) -> str:
+        return f"exit {self.proc.poll()}:\n" + "\n".join(self.lines[-40:])
+
+    def commits(self) -> int:
+        return sum("commit v" in line for line in list(self.lines))
+
+    def wait_for_commits(self, n: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.commits() < n:
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.tail()
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+MIXED = {"*": {"slowdown": 0.03, "internal": 0.03, "reset": 0.03, "reset_after": 0.02,
+               "truncate": 0.03, "stall": 0.02},
+         "cput": {"slowdown": 0.05, "internal": 0.05, "reset": 0.05, "reset_after": 0.2,
+                  "stall": 0.05}}
+
+
+@pytest.mark.slow
+def test_sigkill_broker_restart_and_storage_faults_keep_exactly_once(
+    s3_server: S3Server, s3_bucket: str, s3_options: dict[str, Any], tmp_path: Path,
+) -> None:
+    rng = random.Random(13)
+    schema = tmp_path / "events.yaml"
+    schema.write_text(polars_io.to_yaml(SCHEMA))
+    table = f"s3://{s3_bucket}/events"
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    valid: set[tuple[int, int]] = set()
+    invalid: set[tuple[int, int]] = set()
+    counter = 0
+    sinks: list[_Sink] = []
+
+    def produce_chunk(broker: KafkaBroker, n: int) -> None:
+        nonlocal counter
+        values, bad = [], []
+        for i in range(counter, counter + n):
+            if i % 23 == 5:
+                values.append(BAD)  # cannot be decoded
+            elif i % 29 == 7:
+                values.append(event(i, id=-i))  # fails the schema's check
+            else:
+                values.append(event(i))
+            bad.append(i % 23 == 5 or i % 29 == 7)
+        for loc, is_bad in zip(produce(broker, "events", values, partitions=3, start=counter),
+                               bad, strict=True):
+            (invalid if is_bad else valid).add(loc)
+        counter += n
+
+    with restartable_tansu_broker(s3_server, bucket=f"tansu-{uuid.uuid4().hex[:8]}") as broker, \
+            proxy_process(s3_server.endpoint_url, seed=13, schedule=MIXED, max_faults=80,
+                          stall_s=0.3) as proxy:
+        broker.create_topic("events", 3)
+        options = json.dumps(proxy.options(s3_options))
+
+        def start(rows: int, idle: str = "-") -> _Sink:
+            sink = _Sink(broker.bootstrap_servers, "events", table, group, str(schema),
+                         str(rows), idle, options)
+            sinks.append(sink)
+            return sink
+
+        try:
+            for round_ in range(3):
+                produce_chunk(broker, 400)
+                sink = start(rows=60)
+                sink.wait_for_commits(1)
+                if round_ == 1:  # the broker crashes under a running sink
+                    broker.kill()
+                    time.sleep(1.0)
+                    broker.start()
+                    done = sink.commits()
+                    sink.wait_for_commits(done + 1)
+                time.sleep(rng.uniform(0.05, 1.0))
+                assert sink.proc.poll() is None, sink.tail()  # alive until killed
+                sink.kill()
+            produce_chunk(broker, 100)
+            last = start(rows=400, idle="3")
+            assert last.proc.stdout is not None
+            out = last.proc.stdout.read()
+            assert last.proc.wait(timeout=60) == 0, last.tail()
+        finally:
+            for sink in sinks:
+                sink.kill()
+        faults = proxy.faults()
+
+    assert json.loads(out.strip().splitlines()[-1])["rows_written"] > 0
+    data = lk.Table(table, storage_options=s3_options).read(
+        columns=["_kafka_partition", "_kafka_offset"])
+    got = where(data)
+    assert len(got) == len(set(got)), "a record was written twice"
+    assert set(got) == valid, f"missing {len(valid - set(got))}, extra {len(set(got) - valid)}"
+    dead = lk.Table(f"{table}_dead_letter", storage_options=s3_options).read(
+        columns=["partition", "offset", "stage"])
+    dead_at = where(dead, prefix="")
+    assert len(dead_at) == len(set(dead_at)), "a record was dead-lettered twice"
+    assert set(dead_at) == invalid
+    assert set(dead.column("stage").to_pylist()) == {"decode", "validate"}
+    kinds = {fault for _, fault, _ in faults}
+    assert len(kinds) >= 4, faults
+    assert ("cput", "reset_after") in {(kind, fault) for kind, fault, _ in faults}, faults
