@@ -36,7 +36,7 @@ import pyarrow as pa
 from lakekit.errors import CommitConflictError, StorageError, TableError
 from lakekit.sink.buffer import TopicPartitionKey
 from lakekit.sink.files import StagedRows
-from lakekit.storage import is_transient, resolve
+from lakekit.storage import is_transient, resolve, retry_call
 from lakekit.tables.files import delta_type
 
 __all__ = ["CommitOutcome", "CommitRequest", "DeltaTarget", "PartitionPlan", "commit_batch"]
@@ -68,7 +68,13 @@ class DeltaTarget:
         return self.location.redact(text)
 
     def refresh(self) -> Any:
-        """The table at its latest version (a ``DeltaTable``), or ``None`` if it does not exist."""
+        """The table at its latest version (a ``DeltaTable``), or ``None`` if it does not exist.
+
+        Transient storage errors (a reset, a 5xx, a log file or listing cut short) are
+        retried (bounded); then a :class:`~lakekit.errors.StorageError`."""
+        return retry_call(self._load, what=f"reading the Delta log of {self.url}")
+
+    def _load(self) -> Any:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
