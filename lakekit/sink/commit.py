@@ -18,6 +18,12 @@ A batch is committed as (at most) two Delta commits, dead-letter table first:
 delta-rs rejects a commit whose ``txn`` app id was written by a concurrent commit
 ("Concurrent transaction"), so fence and commit are atomic; the protocol then starts
 over from step 1 (bounded). Transient storage errors are retried with backoff (bounded).
+
+An *ambiguous* commit (S3 applied the conditional PUT of the commit file, the reply was
+lost) is caught by the same fence: the next attempt finds the batch's last offset in the
+table (step 1) or in the dead-letter table (step 2) and commits nothing twice; it counts
+what the lost attempt wrote as written (:class:`_Tried`). The table's creation is no
+different: created, reply lost, the retry finds the table.
 """
 
 from __future__ import annotations
@@ -115,7 +121,9 @@ class DeltaTarget:
             raise
         except Exception:
             if self.refresh() is not None:
-                raise _CreatedConcurrently(f"{self.url} was created by another writer") from None
+                raise _CreatedConcurrently(
+                    f"{self.url} was created by another writer (or by this one, its reply "
+                    "lost)") from None
             raise
 
     @property
