@@ -417,8 +417,10 @@ _TRANSIENT_MARKERS = (
     # a body cut short (aiohttp's ClientPayloadError, http.client's IncompleteRead)
     "payload is not completed", "not enough data to satisfy", "incompleteread",
     # ... and deltalake's (object_store / hyper)
-    "error reading a body", "end of file before message length", "response body error",
-    "error sending request",
+    "error reading a body", "end of file before message length", "error sending request",
+    # ... reqwest's, e.g. a LIST reply cut short: "Error getting list response body: HTTP
+    # error: request or response body error", or "error decoding response body"
+    "request or response body error", "error decoding response body",
 )
 _PERMANENT_TYPES: tuple[type[BaseException], ...] = (
     FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,

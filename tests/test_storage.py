@@ -140,6 +140,9 @@ def test_redact_never_leaves_a_secret_value(secret: str, before: str, after: str
     (OSError("An error occurred (SlowDown): Please reduce your request rate"), True),
     (RuntimeError("Throttling: rate exceeded"), True),
     (OSError("An error occurred (InternalError) HTTP 500"), True),
+    (OSError("Generic DeltaTable error: Error interacting with object store: Generic S3 "
+             "error: Error getting list response body: HTTP error: request or response "
+             "body error"), True),  # deltalake, a LIST reply cut short
     (FileNotFoundError("no such key"), False),
     (PermissionError("403 Forbidden"), False),
     (IsADirectoryError("dir"), False),

@@ -18,6 +18,12 @@ A batch is committed as (at most) two Delta commits, dead-letter table first:
 delta-rs rejects a commit whose ``txn`` app id was written by a concurrent commit
 ("Concurrent transaction"), so fence and commit are atomic; the protocol then starts
 over from step 1 (bounded). Transient storage errors are retried with backoff (bounded).
+
+An *ambiguous* commit (S3 applied the conditional PUT of the commit file, the reply was
+lost) is caught by the same fence: the next attempt finds the batch's last offset in the
+table (step 1) or in the dead-letter table (step 2) and commits nothing twice; it counts
+what the lost attempt wrote as written (:class:`_Tried`). The table's creation is no
+different: created, reply lost, the retry finds the table.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import pyarrow as pa
 from lakekit.errors import CommitConflictError, StorageError, TableError
 from lakekit.sink.buffer import TopicPartitionKey
 from lakekit.sink.files import StagedRows
-from lakekit.storage import is_transient, resolve
+from lakekit.storage import is_transient, resolve, retry_call
 from lakekit.tables.files import delta_type
 
 __all__ = ["CommitOutcome", "CommitRequest", "DeltaTarget", "PartitionPlan", "commit_batch"]
@@ -68,7 +74,13 @@ class DeltaTarget:
         return self.location.redact(text)
 
     def refresh(self) -> Any:
-        """The table at its latest version (a ``DeltaTable``), or ``None`` if it does not exist."""
+        """The table at its latest version (a ``DeltaTable``), or ``None`` if it does not exist.
+
+        Transient storage errors (a reset, a 5xx, a log file or listing cut short) are
+        retried (bounded); then a :class:`~lakekit.errors.StorageError`."""
+        return retry_call(self._load, what=f"reading the Delta log of {self.url}")
+
+    def _load(self) -> Any:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -109,7 +121,9 @@ class DeltaTarget:
             raise
         except Exception:
             if self.refresh() is not None:
-                raise _CreatedConcurrently(f"{self.url} was created by another writer") from None
+                raise _CreatedConcurrently(
+                    f"{self.url} was created by another writer (or by this one, its reply "
+                    "lost)") from None
             raise
 
     @property
@@ -259,9 +273,10 @@ def commit_batch(main: DeltaTarget, dead: DeltaTarget | None, request: CommitReq
     from deltalake.exceptions import CommitFailedError
 
     last_exc: BaseException | None = None
+    tried = _Tried()
     for attempt in range(1, max_attempts + 1):
         try:
-            return _attempt(main, dead, request, attempt)
+            return _attempt(main, dead, request, attempt, tried)
         except (CommitFailedError, _CreatedConcurrently) as exc:
             last_exc = exc
             log.info("commit to %s conflicted with a concurrent writer (attempt %d/%d): %s",
@@ -312,11 +327,25 @@ def _append(target: DeltaTarget, staged: StagedRows, keep: np.ndarray | None,
     return target.commit_files(staged.add_actions(keep), schema, txns)
 
 
+@dataclass
+class _Tried:
+    """What earlier attempts of one :func:`commit_batch` sent: an attempt whose reply was
+    lost (a reset after the conditional PUT of the commit file) may have landed, and the
+    next attempt finds it by the ``txn`` versions; it counts those rows as its own."""
+
+    main: set[int] = field(default_factory=set)
+    """Indices (in ``plans``) of the partitions sent to the main table."""
+    dead: np.ndarray | None = None
+    """Mask of the dead letters sent to the dead-letter table."""
+
+
 def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
-             attempt: int) -> CommitOutcome:
+             attempt: int, tried: _Tried | None = None) -> CommitOutcome:
+    tried = tried if tried is not None else _Tried()
     plans = req.plans
     current = main.txn_versions(p.app_id for p in plans)
     ok = np.zeros(len(plans), dtype=bool)
+    landed = np.zeros(len(plans), dtype=bool)  # an earlier attempt of this commit landed
     committed: dict[TopicPartitionKey, int] = {}
     lost: dict[TopicPartitionKey, int | None] = {}
     for i, plan in enumerate(plans):
@@ -325,10 +354,15 @@ def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
             ok[i] = True
         elif found is not None and found == plan.last:
             committed[plan.tp] = plan.last  # an earlier attempt landed
+            landed[i] = i in tried.main
         else:
             lost[plan.tp] = found
 
     dead_version, dead_n, dead_skipped = None, 0, 0
+    if dead is not None and tried.dead is not None and landed.any():
+        # the dead letters an earlier attempt sent before its main commit landed
+        dead_n = int((tried.dead & landed[req.dead_part]).sum())
+        dead_version = dead.version if dead_n else None
     if dead is not None and req.dead is not None and req.dead.num_rows:
         dead_ok = ok[req.dead_part]
         if dead_ok.any():
@@ -337,18 +371,26 @@ def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
                 -1 if (v := seen.get(p.app_id)) is None else v for p in plans
             ], dtype=np.int64)
             keep = dead_ok & (req.dead_offsets > floor[req.dead_part])
-            dead_skipped = int((dead_ok & ~keep).sum())
+            skipped = dead_ok & ~keep
+            if tried.dead is not None:  # sent by an earlier attempt, which landed: ours
+                dead_n += int((skipped & tried.dead).sum())
+                skipped &= ~tried.dead
+            dead_skipped = int(skipped.sum())
             if keep.any():
                 parts = np.unique(req.dead_part[keep])
+                tried.dead = keep if tried.dead is None else tried.dead | keep
                 dead_version = _append(dead, req.dead, keep,
                                        {plans[i].app_id: plans[i].last for i in parts})
-                dead_n = int(keep.sum())
+                dead_n += int(keep.sum())
+            elif dead_n and dead_version is None:
+                dead_version = dead.version
 
     version = None
     rows_written = 0
     if ok.any():
         keep_rows = ok[req.rows.parts] if req.rows.num_rows else None
         txns = {plans[i].app_id: plans[i].last for i in np.flatnonzero(ok)}
+        tried.main.update(int(i) for i in np.flatnonzero(ok))
         # no valid row: the offsets are committed alone. Without a table and a schema to
         # create it with, the progress stays implicit (replays skip what the dead-letter
         # table already holds).
@@ -356,5 +398,10 @@ def _attempt(main: DeltaTarget, dead: DeltaTarget | None, req: CommitRequest,
         if version is not None:
             rows_written = req.rows.num_rows if keep_rows is None else int(keep_rows.sum())
             committed.update({plans[i].tp: plans[i].last for i in np.flatnonzero(ok)})
+    if landed.any():
+        if req.rows.num_rows:
+            rows_written += int(landed[req.rows.parts].sum())
+        if version is None:
+            version = main.version
     return CommitOutcome(version, dead_version, rows_written, dead_n, dead_skipped,
                          committed, lost, attempt)
