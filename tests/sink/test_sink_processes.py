@@ -1,12 +1,12 @@
-"""The sink as separate processes on a real Tansu broker: SIGKILL at random instants and
-restart (nothing lost, nothing duplicated, every bad record dead-lettered once), a
-two-process consumer group with rebalances, and a graceful SIGTERM of the CLI."""
+"""The sink as separate processes on a real Tansu broker: a two-process consumer group with
+rebalances, and a graceful SIGTERM of the CLI. (SIGKILL at random instants, with broker
+restarts and storage faults on top, is tests/sink/test_sink_storage_faults.py; the chaos
+run, tests/test_chaos.py, does it alongside writers, readers and checks.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -23,7 +23,6 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from _support.kafka import produce
-from pandera.io import polars_io
 
 import lakekit as lk
 from lakekit.local_servers import KafkaBroker
@@ -124,70 +123,6 @@ def located(table: pa.Table, partition: str, offset: str) -> list[tuple[int, int
 def table_rows(uri: str) -> int:
     t = lk.Table(uri)
     return t.read(columns=["_kafka_offset"]).num_rows if t.exists else 0
-
-
-def test_sigkill_at_random_instants_loses_and_duplicates_nothing(
-    kafka_broker: KafkaBroker, tmp_path: Path
-) -> None:
-    rng = random.Random(4)
-    topic = f"kill-{uuid.uuid4().hex[:8]}"
-    kafka_broker.create_topic(topic, 3)
-    schema_file = tmp_path / "events.yaml"
-    schema_file.write_text(polars_io.to_yaml(SCHEMA))
-    table = str(tmp_path / "events")
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    valid: set[tuple[int, int]] = set()
-    invalid: set[tuple[int, int]] = set()
-    counter = 0
-
-    def produce_chunk(n: int) -> None:
-        nonlocal counter
-        values, bad = [], []
-        for _ in range(n):
-            i = counter
-            counter += 1
-            if i % 37 == 5:
-                values.append(b'{"id": 5, "kind": "vi')  # malformed
-                bad.append(True)
-            elif i % 41 == 9:
-                values.append(json.dumps({"id": -i, "kind": "view"}).encode())  # fails a check
-                bad.append(True)
-            else:
-                values.append(json.dumps({"id": i, "kind": "click", "n": i % 5}).encode())
-                bad.append(False)
-        for loc, is_bad in zip(produce(kafka_broker, topic, values, partitions=3, start=counter),
-                               bad, strict=True):
-            (invalid if is_bad else valid).add(loc)
-
-    kills_mid_stream = 0
-    for _ in range(3):
-        produce_chunk(2500)
-        before = table_rows(table)
-        child = sink_child(kafka_broker, topic, table, group, schema=str(schema_file), rows=40)
-        child.wait_for("commit v", timeout=60)  # it is consuming this chunk
-        time.sleep(rng.uniform(0.05, 0.6))
-        child.kill()
-        after = table_rows(table)
-        assert after >= before
-        kills_mid_stream += after < len(valid)
-    assert kills_mid_stream >= 2  # the kills hit a sink with work left to do
-
-    produce_chunk(500)
-    child = sink_child(kafka_broker, topic, table, group, schema=str(schema_file), rows=200,
-                       idle="2")
-    code, out = child.finish(timeout=120)
-    assert code == 0, "\n".join(child.lines[-30:])
-    assert json.loads(out.strip().splitlines()[-1])["rows_written"] > 0
-
-    data = lk.Table(table).read(columns=["_kafka_partition", "_kafka_offset", "id"])
-    got = located(data, "_kafka_partition", "_kafka_offset")
-    assert len(got) == len(set(got)), "a record was written twice"
-    assert set(got) == valid, f"missing {len(valid - set(got))}, extra {len(set(got) - valid)}"
-    dead = lk.Table(table + "_dead_letter").read(columns=["partition", "offset", "stage"])
-    dead_at = located(dead, "partition", "offset")
-    assert len(dead_at) == len(set(dead_at)), "a record was dead-lettered twice"
-    assert set(dead_at) == invalid
-    assert set(dead.column("stage").to_pylist()) == {"decode", "validate"}
 
 
 def test_two_processes_share_partitions_through_rebalances(
