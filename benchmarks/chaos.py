@@ -624,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, action="append", help="repeat for several")
     parser.add_argument("--json", action="store_true", help="print the raw figures too")
     args = parser.parse_args(argv)
+    # a SIGTERM unwinds the servers' context managers (the broker, moto, the proxy)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     for seed in args.seed or [1]:
         result = run(args.seconds, seed)
