@@ -503,31 +503,36 @@ def run(seconds: float = 300, seed: int = 1, *, kill_every: tuple[float, float] 
         static = _static(s3)
         lk.Table(chaos.uri("writes"), storage_options=clean).write(_batch(9, 0, 50).slice(0, 0))
         rng = random.Random(seed)
-        chaos.sink = start_sink(chaos)
-        threads = [
-            threading.Thread(target=produce, args=(chaos, rate), name="producer"),
-            threading.Thread(target=write, args=(chaos, 0), name="writer-0"),
-            threading.Thread(target=write, args=(chaos, 1), name="writer-1"),
-            threading.Thread(target=_loop, args=(chaos, 0.5, lambda: read(chaos, static)),
-                             name="reader"),
-            threading.Thread(target=_loop, args=(chaos, 1.0, lambda: check(chaos)),
-                             name="checker"),
-            threading.Thread(target=maintain, args=(chaos,), name="maintainer"),
-            threading.Thread(target=monkey, args=(chaos, rng, kill_every, restart_every),
-                             name="monkey"),
-        ]
-        for th in threads:
-            th.start()
-        chaos.stop.wait(seconds)
-        chaos.stop.set()
-        for th in threads:
-            th.join(timeout=120)
-        hung = [th.name for th in threads if th.is_alive()]
-        if hung:
-            chaos.tally.bad(f"threads did not stop: {hung}")
-        if not chaos.broker_up.is_set():
-            broker.start()
-        drained = _drain(chaos, drain_timeout, drain_idle)
+        try:
+            chaos.sink = start_sink(chaos)
+            threads = [
+                threading.Thread(target=produce, args=(chaos, rate), name="producer"),
+                threading.Thread(target=write, args=(chaos, 0), name="writer-0"),
+                threading.Thread(target=write, args=(chaos, 1), name="writer-1"),
+                threading.Thread(target=_loop, args=(chaos, 0.5, lambda: read(chaos, static)),
+                                 name="reader"),
+                threading.Thread(target=_loop, args=(chaos, 1.0, lambda: check(chaos)),
+                                 name="checker"),
+                threading.Thread(target=maintain, args=(chaos,), name="maintainer"),
+                threading.Thread(target=monkey, args=(chaos, rng, kill_every, restart_every),
+                                 name="monkey"),
+            ]
+            for th in threads:
+                th.start()
+            chaos.stop.wait(seconds)
+            chaos.stop.set()
+            for th in threads:
+                th.join(timeout=120)
+            hung = [th.name for th in threads if th.is_alive()]
+            if hung:
+                chaos.tally.bad(f"threads did not stop: {hung}")
+            if not chaos.broker_up.is_set():
+                broker.start()
+            drained = _drain(chaos, drain_timeout, drain_idle)
+        finally:  # nothing outlives the run, whatever happened
+            chaos.stop.set()
+            if chaos.sink is not None and chaos.sink.poll() is None:
+                chaos.sink.kill()
         faults = proxy.faults()
         rows = verify(chaos)
     return {
@@ -550,7 +555,7 @@ def _drain(chaos: Chaos, timeout: float, idle: float) -> bool:
         chaos.sink.wait(timeout=10)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sink = start_sink(chaos, idle=str(idle))
+        sink = chaos.sink = start_sink(chaos, idle=str(idle))
         try:
             sink.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
