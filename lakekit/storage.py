@@ -545,8 +545,10 @@ def storage_error(
         return missing
     if is_transient(exc):
         after = f" after {attempts} attempts" if attempts else ""
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        detail = f": {scrub(first[:200])}" if first else ""
         return StorageError(
-            f"{what}: storage error{after}: {type(exc).__name__}; "
+            f"{what}: storage error{after}: {type(exc).__name__}{detail}; "
             "check that the storage (endpoint URL) is reachable"
         )
     if not isinstance(exc, OSError):
