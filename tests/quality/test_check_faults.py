@@ -90,7 +90,7 @@ def lake(s3_server: S3Server) -> dict[str, Any]:
                     storage_options=delta, mode="append")
     write_deltalake(uri, events(ROWS, start=2 * ROWS, newest=fresh),
                     storage_options=delta, mode="append")
-    # rewrites the first file: storage holds 2,000 rows in 4 files, the table 1,250
+    # rewrites the first file: storage holds 1,750 rows in 4 files, the table 1,250
     DeltaTable(uri, storage_options=delta).delete("event_id < 250")
     return {"parquet": f"s3://{bucket}/pq", "delta": uri, "rows": {"parquet": 6 * ROWS,
                                                                   "delta": 3 * ROWS - 250}}
@@ -189,12 +189,12 @@ def test_checks_under_mixed_faults_give_the_fault_free_verdict_or_an_error(
 def test_a_failed_log_probe_never_reads_a_delta_table_as_plain_files(
     lake: dict[str, Any], expected: dict[str, list[Any]], s3_server: S3Server,
 ) -> None:
-    """Two LISTs in a row fail: the probe for ``_delta_log`` is retried. (It used to answer
-    "not a Delta table", and the checks counted every parquet file under the table, the
-    removed ones included: 2,000 rows instead of 1,250, a wrong volume verdict.)"""
-    with faulty(s3_server, seed=1, schedule={"list": {"internal": 1.0}}, max_faults=2) as p:
+    """The first LISTs fail: the probe for ``_delta_log`` is retried. (It used to answer
+    "not a Delta table" at the first failure, and the checks read every parquet file under
+    the table, the removed ones included: 1,750 rows instead of 1,250, a wrong verdict.)"""
+    with faulty(s3_server, seed=1, schedule={"list": {"internal": 1.0}}, max_faults=4) as p:
         got = run_all(lake["delta"], calls(lake["rows"]["delta"]), lean(p, s3_server))
-        assert len(p.faults()) == 2
+        assert len(p.faults()) == 4
     assert got == expected["delta"]
 
 
@@ -240,9 +240,9 @@ def test_persistent_faults_are_an_error_in_bounded_time(
     for case, (got, took, faults) in outcomes.items():
         assert isinstance(got, StorageError) and not isinstance(got, NotFoundError), (case, got)
         text = str(got)
-        assert bucket in text and "storage error" in text, (case, text)
+        assert bucket in text and "storage" in text, (case, text)
         assert "\n" not in text and secret not in text and "Traceback" not in text, text
-        assert took < 30, (case, took)
+        assert took < 45, (case, took)    # lakekit's 5 attempts of s3fs's own retries
         assert faults, case
 
 
