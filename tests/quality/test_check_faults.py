@@ -206,8 +206,8 @@ _COUNT = {"volume": lk.Volume(min_rows=1)}
 PERSISTENT: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # a LIST that fails or is cut short every time: no listing, never a partial one
     "parquet-list-volume": ("parquet", {"schedule": _LIST}, _COUNT),
-    "parquet-list-truncated-freshness": ("parquet", {"schedule": {"list": {"truncate": 1.0}}},
-                                         _FRESH),
+    "parquet-list-truncated-freshness": ("parquet", {"schedule": {
+        "list": {"truncate": 0.5, "internal": 0.5}}}, _FRESH),
     "delta-list-freshness": ("delta", {"schedule": _LIST}, {"freshness": lk.Freshness()}),
     # every footer read fails: no count, no newest value from the others
     "parquet-footers-volume": ("parquet", {"schedule": _FOOTERS, "match": r"\.parquet$"}, _COUNT),
