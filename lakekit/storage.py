@@ -493,6 +493,7 @@ def retry_call(
         raise
 
 
+_UNREACHABLE_MARKERS = ("could not connect", "connection refused", "connect error")
 _NOT_FOUND_MARKERS = ("nosuchkey", "404 not found", "not found (404)")
 _NO_BUCKET_MARKERS = ("nosuchbucket", "bucket does not exist")
 _DENIED_MARKERS = (
@@ -548,8 +549,16 @@ def storage_error(
         return missing
     if is_transient(exc):
         after = f" after {attempts} attempts" if attempts else ""
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+        detail = f": {scrub(first[:200])}" if first else ""
+        if any(m in low for m in _UNREACHABLE_MARKERS) or "EndpointConnection" in (
+                type(exc).__name__):
+            return StorageError(
+                f"{what}: cannot reach the storage{after}: {type(exc).__name__}{detail}; "
+                "check the endpoint URL and the network"
+            )
         return StorageError(
-            f"{what}: storage error{after}: {type(exc).__name__}; "
+            f"{what}: storage error{after}: {type(exc).__name__}{detail}; "
             "check that the storage (endpoint URL) is reachable"
         )
     if not isinstance(exc, OSError):

@@ -170,21 +170,23 @@ def column_mapping_mode(dt: Any) -> str | None:
 
 
 def is_delta_table(location: Location) -> bool:
-    """True when ``location`` holds a ``_delta_log`` directory."""
-    try:
-        return bool(location.fs.isdir(location.path.rstrip("/") + "/_delta_log"))
-    except (OSError, ValueError):
-        return False
-    except Exception as exc:
-        missing = missing_credentials_error(exc, location.url)
-        if missing is not None:
-            raise missing from None
-        if is_transient(exc):
-            raise StorageError(location.redact(
-                f"{location.url}: cannot reach the storage ({exc}); check the endpoint URL "
-                "and the network"
-            )) from None
-        raise
+    """True when ``location`` holds a ``_delta_log`` directory.
+
+    A listing that fails transiently is retried, then a :class:`StorageError`: never taken
+    for "no log", which would read a Delta table's files (removed ones included) as a plain
+    parquet dataset.
+    """
+    log = location.path.rstrip("/") + "/_delta_log"
+
+    def probe() -> bool:
+        try:
+            return bool(location.fs.isdir(log))
+        except (OSError, ValueError) as exc:
+            if is_transient(exc):
+                raise  # retried; a StorageError once the attempts are spent
+            return False  # a missing bucket, a refusal: the listing that follows names it
+
+    return retry_call(probe, what=f"{location.url}: looking for a Delta log")
 
 
 def snapshot(location: Location, version: int | None = None) -> DeltaSnapshot:

@@ -179,7 +179,10 @@ def _delta_newest(source: Source, column: str | None) -> Newest:
 
     dt = source.delta_table()
     if column is None:
-        history = dt.history(1)
+        from lakekit.storage import retry_call
+
+        history = retry_call(lambda: dt.history(1),
+                             what=f"{source.label}: reading the last Delta commit")
         if not history:
             return Newest(None, "delta_commit")
         ms = history[0].get("timestamp")

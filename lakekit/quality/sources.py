@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lakekit.errors import ConfigError, LakekitError, NotFoundError, StorageError
 from lakekit.io.formats import detect_table
-from lakekit.storage import Location, is_transient, resolve, storage_error
+from lakekit.storage import Location, is_transient, resolve, retry_call, storage_error
 
 if TYPE_CHECKING:
     import polars as pl
@@ -146,11 +146,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _open_delta(location: Location, version: int | None) -> Any:
+    """Read the log; what deltalake's own retries gave up on (a body cut short, a 500 in a
+    row) is retried, then a StorageError: never a table opened at a shorter log."""
     from deltalake import DeltaTable
 
-    return DeltaTable(
-        location.delta_uri(), version=version,
-        storage_options=location.delta_storage_options() or None,
+    return retry_call(
+        lambda: DeltaTable(location.delta_uri(), version=version,
+                           storage_options=location.delta_storage_options() or None),
+        what=f"{location.url}: reading the Delta log",
     )
 
 
