@@ -549,7 +549,8 @@ def run(seconds: float = 300, seed: int = 1, *, kill_every: tuple[float, float] 
 
 def _drain(chaos: Chaos, timeout: float, idle: float) -> bool:
     """Stop the running sink; a last one (still through the faults) drains the topic and
-    stops when idle. True when it did, in time."""
+    stops when idle, again until every record of the topic is in one of the two tables (a
+    sink that idles while the broker is slow stops early). True when it did, in time."""
     if chaos.sink is not None and chaos.sink.poll() is None:
         chaos.sink.send_signal(signal.SIGKILL)
         chaos.sink.wait(timeout=10)
@@ -562,10 +563,22 @@ def _drain(chaos: Chaos, timeout: float, idle: float) -> bool:
             sink.kill()
             sink.wait(timeout=10)
             return False
-        if sink.returncode == 0:
+        if sink.returncode != 0:
+            chaos.sink_exits += 1  # it gave up on the storage: as a supervisor would, again
+        elif _caught_up(chaos):
             return True
-        chaos.sink_exits += 1  # it gave up on the storage: as a supervisor would, again
     return False
+
+
+def _caught_up(chaos: Chaos) -> bool:
+    """True when every record of the topic is in the sink's table or its dead letters."""
+    have: set[tuple[int, int]] = set()
+    for name, columns in (("events", ["_kafka_partition", "_kafka_offset"]),
+                          ("events_dead_letter", ["partition", "offset"])):
+        table = lk.Table(chaos.uri(name), storage_options=chaos.clean)
+        if table.exists:
+            have.update(pairs(table.read(columns=columns)))
+    return set(topic_records(chaos.broker)) <= have
 
 
 # --- the report -----------------------------------------------------------------------------

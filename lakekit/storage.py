@@ -479,7 +479,10 @@ def retry_call(
         # base_delay * 2**n (at most max_delay) plus up to base_delay of jitter; tenacity's
         # wait_exponential_jitter adds up to a whole second of jitter whatever base_delay is.
         wait=wait_exponential(multiplier=base_delay, max=max_delay) + wait_random(0, base_delay),
-        retry=retry_if_exception(is_transient),
+        # an endpoint that refuses connections after the client's own connect retries
+        # (botocore, s3fs, object_store) is a wrong endpoint far more often than a blip:
+        # say so now, not after lakekit's attempts too
+        retry=retry_if_exception(lambda e: is_transient(e) and not _unreachable(e)),
         reraise=True,
     )
     try:
@@ -494,6 +497,13 @@ def retry_call(
 
 
 _UNREACHABLE_MARKERS = ("could not connect", "connection refused", "connect error")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True for a failure to connect at all (refused, no route): not a failed request."""
+    low = str(exc).lower()
+    return isinstance(exc, ConnectionRefusedError) or "EndpointConnection" in \
+        type(exc).__name__ or any(m in low for m in _UNREACHABLE_MARKERS)
 _NOT_FOUND_MARKERS = ("nosuchkey", "404 not found", "not found (404)")
 _NO_BUCKET_MARKERS = ("nosuchbucket", "bucket does not exist")
 _DENIED_MARKERS = (

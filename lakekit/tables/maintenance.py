@@ -31,7 +31,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from lakekit.errors import CommitConflictError, ConfigError, LakekitError
+from lakekit.errors import CommitConflictError, ConfigError, LakekitError, NotFoundError
 from lakekit.storage import Location, retry_call
 from lakekit.tables._delta import DeltaHandle, commit_properties, hooks
 from lakekit.tables._inputs import delta_errors
@@ -93,10 +93,14 @@ class CompactLease:
         return list(retry_call(listing, what=f"{self._location.url}: listing compaction leases"))
 
     def _state(self, path: str) -> dict[str, object] | None:
-        """The lease at ``path``; None when it is released or expired."""
+        """The lease at ``path``; None when it is released, expired or gone (a claim of
+        the next generation is still decided by its exclusive create)."""
         fs = self._location.fs
-        raw = retry_call(lambda: bytes(fs.cat_file(path)),
-                         what=f"{self._location.url}: reading the compaction lease")
+        try:
+            raw = retry_call(lambda: bytes(fs.cat_file(path)),
+                             what=f"{self._location.url}: reading the compaction lease")
+        except NotFoundError:
+            return None
         try:
             doc = json.loads(raw)
             expires = datetime.fromisoformat(str(doc["expires"]))
