@@ -22,7 +22,9 @@ from lakekit.errors import ConfigError
 from lakekit.io.discover import FileEntry
 from lakekit.io.filters import Filter
 
-__all__ = ["binds", "partition_filter", "select"]
+__all__ = ["binds", "partition_filter", "select", "select_by_values"]
+
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 _BIND_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, KeyError)
 
@@ -102,3 +104,31 @@ def select(
     except _BIND_ERRORS as exc:
         raise ConfigError(f"invalid filter {expr}: {exc}") from None
     return [e for e in entries if e.path in keep]
+
+
+def select_by_values(
+    entries: list[FileEntry], expr: pc.Expression, partition_fields: pa.Schema
+) -> list[FileEntry] | None:
+    """The entries whose partition values satisfy ``expr``, an expression on partition
+    columns only, evaluated once over a table of every file's values (no expression per
+    file: thousands of partitions take milliseconds). ``None`` when some file lacks one of
+    the partition keys (then :func:`select` decides, keeping such files)."""
+    keys = partition_fields.names
+    values: dict[str, list[str | None]] = {k: [] for k in keys}
+    for e in entries:
+        found = dict(e.partition)
+        if len(found) != len(keys) or any(k not in found for k in keys):
+            return None
+        for k in keys:
+            v = found[k]
+            values[k].append(None if v == _NULL_PARTITION else v)
+    try:
+        table = pa.table({
+            k: pa.array(values[k], pa.string()).cast(partition_fields.field(k).type)
+            for k in keys
+        })
+        mask = pc.fill_null(pads.dataset(table).to_table(
+            columns={"keep": expr}).column("keep"), False)
+    except _BIND_ERRORS:
+        return None
+    return [e for e, keep in zip(entries, mask.to_pylist()) if keep]

@@ -31,7 +31,7 @@ from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import ParquetFiles, ReadUnit, filter_columns
 from lakekit.io.pipeline import ordered_map
 from lakekit.io.progress import Progress
-from lakekit.io.prune import binds, partition_filter, select
+from lakekit.io.prune import binds, partition_filter, select, select_by_values
 from lakekit.io.schema import unify
 from lakekit.storage import Location, default_workers
 
@@ -202,7 +202,10 @@ class Scan:
         if prune is None:
             return None
         try:
-            entries = select(self._entries, prune, probe, self.partition_expr)
+            entries = (select_by_values(self._entries, prune, probe)
+                       if probe is self._partition_fields else None)
+            if entries is None:
+                entries = select(self._entries, prune, probe, self.partition_expr)
         except ConfigError:
             return None  # reported as before, with the whole schema
         schema = self._with_partitions(unify(self._file_schemas(entries or self._entries[:1])))

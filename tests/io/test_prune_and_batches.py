@@ -173,6 +173,31 @@ def test_pruned_schema_rules_and_errors_are_kept() -> None:
     assert t.schema == schema and set(fs.per_path) == {"lake/ev/part=2/a.parquet"}
 
 
+def test_pruning_by_paths_matches_the_read_with_the_whole_schema() -> None:
+    fs = BlobFS()
+    for region, day in [("eu", 1), ("us", 2), ("__HIVE_DEFAULT_PARTITION__", 3), ("a%2Fb", 4)]:
+        fs.put_table(f"lake/ev/region={region}/day={day}/p.parquet",
+                     pa.table({"id": [day * 10, day * 10 + 1]}))
+    fs.put_table("lake/ev/region=eu/loose.parquet", pa.table({"id": [99]}))  # no day=
+    schema = lk.dataset("lake/ev", filesystem=fs).schema
+    filters: list[Any] = [
+        [("region", "=", "eu")], [("region", "!=", "eu")], [("day", ">=", 2)],
+        pc.field("region").is_null(), [("region", "=", "a/b")],
+        [[("day", "=", 1)], [("region", "in", ["us"])]], pc.field("day").is_valid(),
+    ]
+    for f in filters:
+        fs.reset()
+        got = lk.dataset("lake/ev", filesystem=fs).to_arrow(filter=f)
+        opened = set(fs.per_path)
+        want = lk.dataset("lake/ev", filesystem=fs, schema=schema).to_arrow(filter=f)
+        assert got.sort_by("id").equals(want.sort_by("id")), f
+        assert opened and len(opened) < 5 or f is filters[-1], (f, opened)
+    fs.reset()
+    t = lk.dataset("lake/ev", filesystem=fs).to_arrow(filter=[("region", "in", ["us"])])
+    assert t.column("id").to_pylist() == [20, 21]
+    assert set(fs.per_path) == {"lake/ev/region=us/day=2/p.parquet"}
+
+
 # -- pruning on S3 --------------------------------------------------------------------------
 
 @pytest.fixture
