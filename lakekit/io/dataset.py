@@ -200,7 +200,9 @@ class Dataset:
             Columns to read (all by default); only these are fetched and decoded.
         filter
             A ``pyarrow.compute.Expression`` or DNF tuples ``[("col", ">", 5)]``; pushed
-            down to partitions and row-group statistics.
+            down to partitions and row-group statistics. Files that hive partition
+            values rule out are never opened; without ``schema=`` (or a :attr:`schema`
+            read already) the result is typed by the files that match.
         n_rows
             Stop after this many rows; only the shards / row groups needed are read.
         workers
