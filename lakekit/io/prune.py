@@ -131,4 +131,4 @@ def select_by_values(
             columns={"keep": expr}).column("keep"), False)
     except _BIND_ERRORS:
         return None
-    return [e for e, keep in zip(entries, mask.to_pylist()) if keep]
+    return [e for e, keep in zip(entries, mask.to_pylist(), strict=True) if keep]

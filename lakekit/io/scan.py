@@ -179,7 +179,8 @@ class Scan:
         if found is None:
             found = self._pruned_scope(filter, expr)
             self._scopes = [*self._scopes[-7:], found] if found is not None else self._scopes
-        if found is None or (columns is not None and not set(columns) <= set(found.schema.names)):
+        wanted = set(columns) if columns is not None and not isinstance(columns, str) else set()
+        if found is None or not wanted <= set(found.schema.names):
             return self._full_scope(expr)
         return found
 

@@ -191,7 +191,7 @@ def test_pruning_by_paths_matches_the_read_with_the_whole_schema() -> None:
         opened = set(fs.per_path)
         want = lk.dataset("lake/ev", filesystem=fs, schema=schema).to_arrow(filter=f)
         assert got.sort_by("id").equals(want.sort_by("id")), f
-        assert opened and len(opened) < 5 or f is filters[-1], (f, opened)
+        assert (opened and len(opened) < 5) or f is filters[-1], (f, opened)
     fs.reset()
     t = lk.dataset("lake/ev", filesystem=fs).to_arrow(filter=[("region", "in", ["us"])])
     assert t.column("id").to_pylist() == [20, 21]
