@@ -27,18 +27,21 @@ class InstrumentedFS(AbstractFileSystem):
         self._lock = threading.Lock()
         self.requests = 0
         self.bytes = 0
+        self.listings = 0
 
     def reset(self) -> None:
         with self._lock:
             self.requests = 0
             self.bytes = 0
+            self.listings = 0
 
-    def _count(self, nbytes: int) -> None:
+    def _count(self, nbytes: int, listing: bool = False) -> None:
         if self.latency:
             time.sleep(self.latency)
         with self._lock:
             self.requests += 1
             self.bytes += nbytes
+            self.listings += listing
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
@@ -48,12 +51,22 @@ class InstrumentedFS(AbstractFileSystem):
         return path.rstrip("/") or "/"
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
-        self._count(0)
+        self._count(0, listing=True)
         return self._local.ls(path, detail=detail)
 
     def info(self, path: str, **kwargs: Any) -> Any:
         self._count(0)
         return self._local.info(path)
+
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False,
+             detail: bool = False, **kwargs: Any) -> Any:
+        """A recursive listing as an object store answers it: one request per 1,000 keys
+        (S3's ListObjectsV2 page), not one per directory."""
+        found = self._local.find(self._strip_protocol(path), maxdepth=maxdepth,
+                                 withdirs=withdirs, detail=detail, **kwargs)
+        for _ in range(max(1, -(-len(found) // 1000))):
+            self._count(0, listing=True)
+        return found
 
     def cat_file(self, path: str, start: int | None = None, end: int | None = None,
                  **kwargs: Any) -> bytes:

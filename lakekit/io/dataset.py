@@ -27,7 +27,8 @@ from lakekit.io.filters import Filter, partition_schema, to_expression
 from lakekit.io.formats import Format, common_format, detect_table, get_format
 from lakekit.io.parquet import filter_columns
 from lakekit.io.pieces import PIECE_BYTES, Piece, Split
-from lakekit.io.scan import DEFAULT_BUDGET, Scan, concat
+from lakekit.io.rebatch import rebatch
+from lakekit.io.scan import DEFAULT_BUDGET, Scan, Scope, concat
 from lakekit.storage import Location, resolve
 
 if TYPE_CHECKING:
@@ -177,9 +178,10 @@ class Dataset:
             from_footers = self._scan.count_from_footers()
             if from_footers is not None:
                 return from_footers
-        schema = self.schema
-        cols = sorted(filter_columns(expr, schema.names)) or schema.names[:1]
-        return sum(b.num_rows for b in self.iter_batches(columns=cols, filter=expr))
+        scope = self._scan.scope(filter)
+        names = scope.schema.names
+        cols = sorted(filter_columns(expr, names)) or names[:1]
+        return sum(b.num_rows for b in self._batches(cols, scope, 65_536, None, DEFAULT_BUDGET))
 
     def to_arrow(
         self,
@@ -198,7 +200,9 @@ class Dataset:
             Columns to read (all by default); only these are fetched and decoded.
         filter
             A ``pyarrow.compute.Expression`` or DNF tuples ``[("col", ">", 5)]``; pushed
-            down to partitions and row-group statistics.
+            down to partitions and row-group statistics. Files that hive partition
+            values rule out are never opened; without ``schema=`` (or a :attr:`schema`
+            read already) the result is typed by the files that match.
         n_rows
             Stop after this many rows; only the shards / row groups needed are read.
         workers
@@ -213,7 +217,8 @@ class Dataset:
         >>> ds.to_arrow(filter=[("amount", ">", 10)], n_rows=2).num_rows
         2
         """
-        columns = self._check_columns(columns)
+        scope = self._scan.scope(filter, columns)
+        columns = self._check_columns(columns, scope.schema)
         if n_rows is not None and n_rows < 0:
             raise ConfigError(f"n_rows must be >= 0, got {n_rows}")
         tables: list[pa.Table] = []
@@ -221,7 +226,7 @@ class Dataset:
         if n_rows != 0:
             stream = self._scan.tables(
                 columns, filter, workers=workers, progress=progress, budget=DEFAULT_BUDGET,
-                n_rows=n_rows,
+                n_rows=n_rows, scope=scope,
             )
             try:
                 for t in stream:
@@ -231,7 +236,7 @@ class Dataset:
                         break
             finally:
                 stream.close()
-        target = self.schema.empty_table().select(columns).schema
+        target = scope.schema.empty_table().select(columns).schema
         if not tables:
             return target.empty_table()
         out = concat(tables, target)
@@ -280,31 +285,41 @@ class Dataset:
         workers: int | None = None,
         memory_budget: int = DEFAULT_BUDGET,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream record batches of at most ``batch_size`` rows, in a deterministic order.
+        """Stream record batches of exactly ``batch_size`` rows (the last one smaller), in a
+        deterministic order.
 
-        At most about ``memory_budget`` bytes of decoded data are in flight, whatever
-        the size of the files.
+        Every format gives the same batches: rows are re-cut across row groups, blocks
+        of text and files (slices where a batch lies within what was read, one batch's
+        rows copied where it spans more). At most about ``memory_budget`` bytes of
+        decoded data are in flight, whatever the size of the files.
 
         Examples
         --------
         >>> for batch in ds.iter_batches(columns=["user_id"], batch_size=3):
         ...     print(batch.num_rows, batch["user_id"].to_pylist())
         3 [0, 1, 2]
-        1 [3]
-        3 [4, 5, 6]
-        1 [7]
-        3 [8, 9, 10]
-        1 [11]
+        3 [3, 4, 5]
+        3 [6, 7, 8]
+        3 [9, 10, 11]
         """
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be > 0, got {batch_size}")
-        columns = self._check_columns(columns)
+        scope = self._scan.scope(filter, columns)
+        columns = self._check_columns(columns, scope.schema)
+        yield from self._batches(columns, scope, batch_size, workers, memory_budget)
+
+    def _batches(
+        self, columns: list[str], scope: Scope, batch_size: int, workers: int | None,
+        memory_budget: int,
+    ) -> Iterator[pa.RecordBatch]:
         tables = self._scan.tables(
-            columns, filter, workers=workers, progress=False, budget=memory_budget, n_rows=None,
-            streaming=True,
+            columns, scope.expr, workers=workers, progress=False, budget=memory_budget,
+            n_rows=None, streaming=True, scope=scope,
         )
-        for table in tables:
-            yield from table.to_batches(max_chunksize=batch_size)
+        try:
+            yield from rebatch(tables, batch_size)
+        finally:
+            tables.close()
 
     def to_batch_reader(
         self,
@@ -314,10 +329,13 @@ class Dataset:
         batch_size: int = 65_536,
     ) -> pa.RecordBatchReader:
         """A ``pyarrow.RecordBatchReader`` over :meth:`iter_batches`."""
-        columns = self._check_columns(columns)
-        schema = self.schema.empty_table().select(columns).schema
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be > 0, got {batch_size}")
+        scope = self._scan.scope(filter, columns)
+        columns = self._check_columns(columns, scope.schema)
+        schema = scope.schema.empty_table().select(columns).schema
         return pa.RecordBatchReader.from_batches(
-            schema, self.iter_batches(columns, filter=filter, batch_size=batch_size)
+            schema, self._batches(columns, scope, batch_size, None, DEFAULT_BUDGET)
         )
 
     # -- beyond one machine -----------------------------------------------------------------
@@ -410,8 +428,10 @@ class Dataset:
         return to_ray(self, columns, filter=filter, split=split, piece_bytes=piece_bytes)
 
     # -- internals ---------------------------------------------------------------------------
-    def _check_columns(self, columns: Sequence[str] | None) -> list[str]:
-        names = self.schema.names
+    def _check_columns(
+        self, columns: Sequence[str] | None, schema: pa.Schema | None = None
+    ) -> list[str]:
+        names = (schema if schema is not None else self.schema).names
         if columns is None:
             return list(names)
         if isinstance(columns, str):

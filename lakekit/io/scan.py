@@ -5,14 +5,18 @@ files, format, partition values) and turns a read request (columns, filter, row 
 memory budget) into a stream of tables, in a deterministic order: parquet files by row
 group with byte-range fetches, local parquet through one ``pyarrow.dataset`` scan, text
 files through their format's reader from :mod:`lakekit.io.formats`, Delta tables with
-deletion vectors through deltalake. The schema is inferred here too, file by file.
+deletion vectors through deltalake. The schema is inferred here too, file by file, and a
+filter on hive partition columns picks the files before any is opened (:meth:`Scan.scope`).
+
+Longer than 500 lines because it is the one place a read is planned, for every format and
+store; pruning rules are in prune.py, formats in formats.py, parquet in parquet.py.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,12 +31,21 @@ from lakekit.io.mapped import read_mapped
 from lakekit.io.parquet import ParquetFiles, ReadUnit, filter_columns
 from lakekit.io.pipeline import ordered_map
 from lakekit.io.progress import Progress
+from lakekit.io.prune import binds, partition_filter, select, select_by_values
 from lakekit.io.schema import unify
 from lakekit.storage import Location, default_workers
 
-__all__ = ["DEFAULT_BUDGET", "Scan", "concat", "validate_filter"]
+__all__ = ["DEFAULT_BUDGET", "Scan", "Scope", "concat", "validate_filter"]
 
 DEFAULT_BUDGET = 256 << 20
+
+
+class Scope(NamedTuple):
+    """What one read opens: its filter, the files it may match, the schema it is typed by."""
+
+    expr: pc.Expression | None
+    entries: list[FileEntry]
+    schema: pa.Schema
 
 
 class Scan:
@@ -65,6 +78,7 @@ class Scan:
         # Delta tables with deletion vectors or column mapping are read through deltalake.
         self._engine = engine
         self._masks: dict[str, Any] | None = None
+        self._scopes: list[Scope] = []  # pruned scopes of recent filters (see scope())
 
     # -- what it reads (for the piece planner, lakekit.io.pieces) ------------------------
     @property
@@ -142,24 +156,67 @@ class Scan:
         return self._pexprs[entry.path]
 
     def selected(self, expr: pc.Expression | None) -> list[FileEntry]:
-        """Files whose partition values may match ``expr``."""
+        """Files whose partition values may match ``expr`` (typed by :attr:`schema`)."""
         if expr is None or not any(e.partition for e in self._entries):
             return self._entries
+        return select(self._entries, expr, self.schema, self.partition_expr)
+
+    def scope(self, filter: Filter, columns: Sequence[str] | None = None) -> Scope:
+        """The files a read with ``filter`` opens, and the schema it is typed by.
+
+        With a known schema (explicit, or inferred already) that schema, and the files
+        the partition values allow. Otherwise a filter on hive partition columns prunes
+        files by their paths alone, before any is opened, and the schema is inferred from
+        the files kept (from the first file when none is kept: the result is empty). When
+        the filter or ``columns`` do not fit that schema (they name columns only other
+        files have), or the filter's partition part cannot be told apart, the whole
+        dataset's schema is inferred as without a filter.
+        """
+        expr = to_expression(filter)
+        if self._schema is not None or expr is None or not any(e.partition for e in self._entries):
+            return self._full_scope(expr)
+        found = next((sc for sc in self._scopes if expr.equals(sc.expr)), None)
+        if found is None:
+            found = self._pruned_scope(filter, expr)
+            self._scopes = [*self._scopes[-7:], found] if found is not None else self._scopes
+        wanted = set(columns) if columns is not None and not isinstance(columns, str) else set()
+        if found is None or not wanted <= set(found.schema.names):
+            return self._full_scope(expr)
+        return found
+
+    def _full_scope(self, expr: pc.Expression | None) -> Scope:
         schema = self.schema
-        true = pc.scalar(True)
-        parts = [self.partition_expr(e) for e in self._entries]
-        probe = pads.FileSystemDataset.from_paths(
-            [e.path for e in self._entries],
-            schema=schema,
-            format=pads.ParquetFileFormat(),
-            filesystem=pa.fs.LocalFileSystem(),
-            partitions=[p if p is not None else true for p in parts],
-        )
+        if expr is not None:
+            validate_filter(expr, schema)
+        return Scope(expr, self.selected(expr), schema)
+
+    def _pruned_scope(self, filter: Filter, expr: pc.Expression) -> Scope | None:
+        """Files pruned by partition values before the schema is known (see :meth:`scope`);
+        ``None`` where that cannot be done."""
+        probe = self._partition_fields
+        prune = partition_filter(filter, expr, probe)
+        if prune is None:
+            # the filter names data columns too: type them by the first file (one footer)
+            first = self._file_schemas(self._entries[:1])[0][1]
+            probe = self._with_partitions(first)
+            prune = expr if binds(expr, probe) else None
+        if prune is None:
+            return None
         try:
-            keep = {f.path for f in probe.get_fragments(filter=expr)}
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise ConfigError(f"invalid filter {expr}: {exc}") from None
-        return [e for e in self._entries if e.path in keep]
+            entries = (select_by_values(self._entries, prune, probe)
+                       if probe is self._partition_fields else None)
+            if entries is None:
+                entries = select(self._entries, prune, probe, self.partition_expr)
+        except ConfigError:
+            return None  # reported as before, with the whole schema
+        schema = self._with_partitions(unify(self._file_schemas(entries or self._entries[:1])))
+        if not binds(expr, schema):
+            return None
+        return Scope(expr, entries, schema)
+
+    def _with_partitions(self, schema: pa.Schema) -> pa.Schema:
+        extra = [f for f in self._partition_fields if f.name not in schema.names]
+        return pa.schema([*schema, *extra], metadata=schema.metadata)
 
     def tables(
         self,
@@ -171,19 +228,17 @@ class Scan:
         budget: int,
         n_rows: int | None,
         streaming: bool = False,
+        scope: Scope | None = None,
     ) -> Generator[pa.Table, None, None]:
         """Tables of ``columns`` (rows matching ``filter``), in a deterministic order.
 
         About ``budget`` bytes of decoded data are in flight at most; ``n_rows`` lets the
         read stop early (the caller slices); ``streaming`` reads text files one at a time,
-        block by block, and never scans local parquet whole.
+        block by block, and never scans local parquet whole. ``scope``: what
+        :meth:`scope` gave for this filter and these columns.
         """
-        expr = to_expression(filter)
-        schema = self.schema
-        if expr is not None:
-            validate_filter(expr, schema)
+        expr, entries, schema = scope if scope is not None else self.scope(filter, columns)
         needed = list(dict.fromkeys([*columns, *sorted(filter_columns(expr, schema.names))]))
-        entries = self.selected(expr)
         n_workers = self.workers(workers)
         bar = Progress(
             total_bytes=sum(e.size or 0 for e in entries),
@@ -199,15 +254,17 @@ class Scan:
             elif self._parquet is not None:
                 whole_local = self._location.is_local and self._spec.local_scan
                 if whole_local and not streaming and n_rows is None:
-                    tables = self._local_scan(entries, columns, needed, expr, n_workers, bar)
+                    tables = self._local_scan(
+                        entries, columns, needed, expr, n_workers, bar, schema
+                    )
                 else:
                     tables = self._parquet_tables(
-                        entries, columns, needed, expr, n_workers, budget, n_rows, bar
+                        entries, columns, needed, expr, n_workers, budget, n_rows, bar, schema
                     )
             else:
                 tables = self._text_tables(
                     entries, columns, needed, expr, 1 if streaming else n_workers, n_rows, bar,
-                    budget=budget,
+                    budget=budget, schema=schema,
                 )
             try:
                 with delta_file_errors(self.location, enabled=self.is_delta):
@@ -265,6 +322,7 @@ class Scan:
         expr: pc.Expression | None,
         workers: int,
         bar: Progress,
+        schema: pa.Schema,
     ) -> Iterator[pa.Table]:
         """Whole reads on local disk: one pyarrow.dataset scan over the opened fragments
         (the same engine as ``pyarrow.parquet.read_table``), batches in file order."""
@@ -276,7 +334,7 @@ class Scan:
         if not plans:
             return
         dset = pads.FileSystemDataset(
-            [p.fragment for p in plans], self.schema, pf.format, pf.pa_fs
+            [p.fragment for p in plans], schema, pf.format, pf.pa_fs
         )
         scanner = dset.scanner(columns=needed, filter=expr, use_threads=True)
         total = sum(p.metadata.num_rows for p in plans) or 1
@@ -293,7 +351,7 @@ class Scan:
                 # Read file by file instead: its errors name the file that failed. Rows
                 # already given are skipped, not repeated.
                 again = self._parquet_tables(
-                    entries, columns, needed, expr, workers, DEFAULT_BUDGET, None, bar
+                    entries, columns, needed, expr, workers, DEFAULT_BUDGET, None, bar, schema
                 )
                 if not yielded:
                     yield from again
@@ -318,10 +376,10 @@ class Scan:
         budget: int,
         n_rows: int | None,
         bar: Progress,
+        schema: pa.Schema,
     ) -> Iterator[pa.Table]:
         pf = self._parquet
         assert pf is not None
-        schema = self.schema
         unit_bytes = max(1 << 20, min(64 << 20, budget // max(2, 2 * workers)))
 
         def plan(entry: FileEntry) -> list[ReadUnit]:
@@ -359,8 +417,8 @@ class Scan:
         bar: Progress,
         *,
         budget: int,
+        schema: pa.Schema,
     ) -> Iterator[pa.Table]:
-        schema = self.schema
         parallel = workers > 1 and len(entries) > 1 and n_rows is None
         # Each file in flight holds a few blocks of text plus what it parsed.
         block_size = max(64 << 10, min(16 << 20, budget // (4 * (workers if parallel else 1))))
@@ -429,27 +487,28 @@ class Scan:
 
     def infer_schema(self) -> pa.Schema:
         """The unified schema of all files, hive partition columns last."""
+        return self._with_partitions(unify(self._file_schemas(self._entries)))
+
+    def _file_schemas(self, entries: list[FileEntry]) -> list[tuple[str, pa.Schema]]:
+        """``(url, schema)`` of each file, read in parallel (parquet: the footer, kept for
+        the read when few files are opened; text: the first block)."""
         workers = self.workers(None)
         if self._parquet is not None:
             pf = self._parquet
 
             def one(e: FileEntry) -> tuple[str, pa.Schema]:
-                plan = pf.open(e, self.partition_expr(e), keep_tail=len(self._entries) <= 64)
+                plan = pf.open(e, self.partition_expr(e), keep_tail=len(entries) <= 64)
                 return self._location.url_of(e.path), plan.fragment.physical_schema
 
-            schemas = list(ordered_map(one, self._entries, workers=workers))
-        else:
-            infer = self._spec.infer_schema
-            assert infer is not None
+            return list(ordered_map(one, entries, workers=workers))
+        infer = self._spec.infer_schema
+        assert infer is not None
 
-            def text(e: FileEntry) -> tuple[str, pa.Schema]:
-                url = self._location.url_of(e.path)
-                return url, infer(self._location.fs, e.path, url=url)
+        def text(e: FileEntry) -> tuple[str, pa.Schema]:
+            url = self._location.url_of(e.path)
+            return url, infer(self._location.fs, e.path, url=url)
 
-            schemas = list(ordered_map(text, self._entries, workers=workers))
-        unified = unify(schemas)
-        extra = [f for f in self._partition_fields if f.name not in unified.names]
-        return pa.schema([*unified, *extra], metadata=unified.metadata)
+        return list(ordered_map(text, entries, workers=workers))
 
 
 def concat(tables: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
