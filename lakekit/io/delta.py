@@ -319,16 +319,32 @@ def _refused(location: Location, features: list[str]) -> FormatError:
 
 @contextmanager
 def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
-                      enabled: bool = True) -> Iterator[None]:
+                      enabled: bool = True, version: int | None = None) -> Iterator[None]:
     """A data file a Delta table's log references but storage lacks (``NotFoundError``),
     or holds with fewer bytes than the log's ``size`` (``FormatError``), named with the
     table at ``location`` (and ``entry``, the file being read, when given). Not
-    ``enabled`` (another dataset's files), errors propagate unchanged."""
+    ``enabled`` (another dataset's files), errors propagate unchanged.
+
+    ``version`` is the table version being read: a file of a version older than the
+    latest that storage lacks was removed by vacuum, a :class:`VersionNotFoundError`
+    naming the version. Only then, on this error path, is the latest log loaded: time
+    travel checks no file before reading it.
+    """
     try:
         yield
     except FileNotFoundError as exc:
         if not enabled or str(exc).startswith(f"{location.url}: "):
             raise  # not a Delta table's file, or already named (an inner read's error)
+        last = _latest_version(location) if version is not None else None
+        if version is not None and last is not None and version < last:
+            which = f" {location.url_of(entry.path)}" if entry is not None else ""
+            raise VersionNotFoundError(
+                f"{location.url}: version {version} can no longer be read: its data "
+                f"file{which} is missing from storage ({_first_error_line(exc)}); vacuum "
+                f"removed it, as the version is older than the latest ({last}). Versions "
+                "that vacuum keeps readable: the latest, tagged ones, and those newer than "
+                "the retention period. Read a newer version, or restore the file"
+            ) from None
         raise NotFoundError(
             f"{location.url}: a data file of this Delta table is missing from storage "
             f"({_first_error_line(exc)}). The table's log references it, so no correct read is "
@@ -351,6 +367,20 @@ def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
             "truncated outside Delta, so no correct read is possible. Restore the file, or "
             "restore the table to an earlier version (Table.restore)"
         ) from None
+
+
+def _latest_version(location: Location) -> int | None:
+    """The table's latest version, or None when its log cannot be read now (the caller
+    then reports the missing file as it is)."""
+    import deltalake
+
+    try:
+        table = deltalake.DeltaTable(
+            location.delta_uri(), storage_options=location.delta_storage_options() or None
+        )
+        return int(table.version())
+    except Exception:  # an explanation only: the missing file is the error
+        return None
 
 
 def _first_error_line(exc: BaseException) -> str:
