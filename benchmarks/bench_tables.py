@@ -243,6 +243,8 @@ def bench_overwrites(uri: str, options: dict[str, Any] | None, commits: int, mb:
         print(f"| {v}{' (latest)' if v == latest else ''} | {e * 1000:.1f} ms | "
               f"{e / e0:.2f}x | {o * 1000:.1f} ms | {o / o0:.2f}x | {r * 1000:.0f} ms | "
               f"{r / r0:.2f}x |")
+    if options is not None:
+        count_requests(uri, options, versions, latest)
     worst_open = max(o / o0 for _, _, o, _ in rows)
     worst_read = max(r / r0 for _, _, _, r in rows)
     print(f"\nworst: open {worst_open:.2f}x (target <= 1.5x: "
@@ -322,6 +324,46 @@ def bench_concurrent(writers: int, appends: int) -> None:
         rate = commits / wall
         print(f"| {n} | {commits} | {wall:.1f} s | {rate:.1f} | {rate / base:.2f}x | "
               f"{retries} / {worst} | {'yes' if ok else 'NO'} |")
+
+
+def count_requests(uri: str, options: dict[str, Any], versions: list[int],
+                   latest: int) -> None:
+    """S3 requests of one open / read of each version (through a counting proxy, untimed)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _support.s3proxy import counting_proxy
+
+    endpoint = options["client_kwargs"]["endpoint_url"]
+    print("\n| version | S3 requests: deltalake open | lakekit open | lakekit read "
+          "(of which data file) |")
+    print("| ---: | --- | --- | --- |")
+    with counting_proxy(endpoint) as proxy:
+        via = proxy.options(options)
+        loc = lk.Table(uri, storage_options=via).location
+        delta_uri, delta_opts = loc.delta_uri(), loc.delta_storage_options() or None
+
+        def count(fn: Callable[[], Any]) -> tuple[str, int]:
+            proxy.reset()
+            fn()
+            reqs = proxy.requests
+            kinds: dict[str, int] = {}
+            for r in reqs:
+                kind = ("LIST" if "/" not in r.key else "HEAD" if r.method == "HEAD"
+                        else "GET")
+                kinds[kind] = kinds.get(kind, 0) + 1
+            data = sum(1 for r in reqs if "/_delta_log/" not in r.key and "/" in r.key)
+            text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            return f"{len(reqs)} ({text})", data
+
+        for v in versions:
+            at = None if v == latest else v
+            e, _ = count(lambda at=at: DeltaTable(delta_uri, version=at,
+                                                  storage_options=delta_opts))
+            o, _ = count(lambda at=at: lk.Table(uri, storage_options=via).dataset(at))
+            r, data = count(lambda at=at: lk.Table(uri, storage_options=via).read(at))
+            print(f"| {v}{' (latest)' if v == latest else ''} | {e} | {o} | {r} ({data}) |")
 
 
 def run_overwrites(args: argparse.Namespace) -> None:

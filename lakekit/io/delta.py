@@ -335,13 +335,13 @@ def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
     except FileNotFoundError as exc:
         if not enabled or str(exc).startswith(f"{location.url}: "):
             raise  # not a Delta table's file, or already named (an inner read's error)
-        last = _latest_version(location) if version is not None else None
-        if version is not None and last is not None and version < last:
+        last = _vacuumed_by(location, version, entry, str(exc)) if version is not None else None
+        if version is not None and last is not None:
             which = f" {location.url_of(entry.path)}" if entry is not None else ""
             raise VersionNotFoundError(
                 f"{location.url}: version {version} can no longer be read: its data "
                 f"file{which} is missing from storage ({_first_error_line(exc)}); vacuum "
-                f"removed it, as the version is older than the latest ({last}). Versions "
+                f"removed it (the latest version, {last}, no longer uses it). Versions "
                 "that vacuum keeps readable: the latest, tagged ones, and those newer than "
                 "the retention period. Read a newer version, or restore the file"
             ) from None
@@ -369,18 +369,31 @@ def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
         ) from None
 
 
-def _latest_version(location: Location) -> int | None:
-    """The table's latest version, or None when its log cannot be read now (the caller
-    then reports the missing file as it is)."""
+def _vacuumed_by(location: Location, version: int, entry: FileEntry | None,
+                 text: str) -> int | None:
+    """The latest version when vacuum explains a data file of ``version`` missing from
+    storage (``entry``, or the file that the error ``text`` names): ``version`` is older
+    and the latest version no longer uses the file. None otherwise, or when the latest
+    log cannot be read now (the caller then reports the missing file as it is)."""
     import deltalake
 
     try:
-        table = deltalake.DeltaTable(
+        latest = deltalake.DeltaTable(
             location.delta_uri(), storage_options=location.delta_storage_options() or None
         )
-        return int(table.version())
+        last = int(latest.version())
+        paths = pa.table(latest.get_add_actions(flatten=True)).column("path").to_pylist()
     except Exception:  # an explanation only: the missing file is the error
         return None
+    if version >= last:
+        return None
+    names = {unquote(p) for p in paths}
+    if entry is not None:
+        root = location.path.rstrip("/")
+        in_latest = any(entry.path in (f"{root}/{n}", n) for n in names)
+    else:
+        in_latest = any(n in text for n in names)
+    return None if in_latest else last
 
 
 def _first_error_line(exc: BaseException) -> str:

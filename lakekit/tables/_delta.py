@@ -135,17 +135,17 @@ class DeltaHandle:
 
     def check_sample(self, version: int, path: str) -> None:
         """Fail with VersionNotFoundError when ``path``, a data file of ``version`` (a
-        filesystem path), is missing and ``version`` is older than the latest: vacuum
+        filesystem path), is missing and the latest version no longer uses it: vacuum
         removed it. One existence check; the latest log is loaded only when it is missing.
         """
         self.location.fs.invalidate_cache(path)
         if self._file_exists(path):
             return
-        if version < int(self.latest().version()):
-            root = self.location.path.rstrip("/") + "/"
-            name = path.removeprefix(root)
+        latest = self.latest()
+        name = path.removeprefix(self.location.path.rstrip("/") + "/")
+        if version < int(latest.version()) and name not in file_paths(latest):
             raise self._vacuumed(version, f"its data file {name!r} was removed by vacuum")
-        # the latest version's file is missing: no vacuum did that; the read reports it
+        # a file the latest version uses: no vacuum removed it; the read reports it
 
     def _vacuumed(self, version: int, what: str) -> VersionNotFoundError:
         return VersionNotFoundError(

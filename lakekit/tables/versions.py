@@ -113,13 +113,13 @@ def _before_first(delta: DeltaHandle, moment: datetime, version: int,
 
 
 def open_dataset(delta: DeltaHandle, target: int | None, *, source: str,
-                 storage_options: dict[str, Any] | None) -> Dataset:
+                 storage_options: dict[str, Any] | None, check: bool = True) -> Dataset:
     """A Dataset over version ``target`` (latest when None) of the table at ``source``.
 
-    An older version is opened by deltalake alone (no load of the latest log); one of its
-    data files is then checked, so a version that vacuum emptied fails here, not halfway
-    through a read. Any other missing file fails the read that reaches it, with the same
-    :class:`VersionNotFoundError`.
+    An older version is opened by deltalake alone (no load of the latest log). With
+    ``check``, one of its data files is then checked, so a version that vacuum emptied
+    fails here, not at its first read (a caller that reads at once passes False). Any
+    missing file fails the read that reaches it, with the same :class:`VersionNotFoundError`.
     """
     from lakekit.io.dataset import dataset
 
@@ -131,7 +131,7 @@ def open_dataset(delta: DeltaHandle, target: int | None, *, source: str,
         # newer than the latest: say so, with the latest version (only on this error path)
         delta.check_exists(target, int(delta.latest().version()))
         raise
-    if ds.entries:
+    if check and ds.entries:
         delta.check_sample(target, ds.entries[0].path)
     return ds
 
