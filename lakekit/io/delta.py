@@ -4,7 +4,8 @@ A table lakekit cannot read correctly is refused here, naming the table and the 
 a log deltalake cannot replay or that breaks the protocol (:func:`log_error`), a reader
 feature outside :data:`READABLE_FEATURES`, an add action with a negative size or row
 count, and (while reading, :func:`delta_file_errors`) a data file that storage lacks or
-holds with fewer bytes than the log records.
+holds with fewer bytes than the log records; a file of an older version that vacuum
+removed is a :class:`VersionNotFoundError` naming the version.
 """
 
 from __future__ import annotations
