@@ -85,6 +85,7 @@ class Dataset:
             partition_fields=self._partition_fields,
             on_bad_lines=on_bad_lines,
             engine=engine,
+            version=version,
         )
 
     # -- what it is --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A table lakekit cannot read correctly is refused here, naming the table and the 
 a log deltalake cannot replay or that breaks the protocol (:func:`log_error`), a reader
 feature outside :data:`READABLE_FEATURES`, an add action with a negative size or row
 count, and (while reading, :func:`delta_file_errors`) a data file that storage lacks or
-holds with fewer bytes than the log records.
+holds with fewer bytes than the log records; a file of an older version that vacuum
+removed is a :class:`VersionNotFoundError` naming the version.
 """
 
 from __future__ import annotations
@@ -321,16 +322,32 @@ def _refused(location: Location, features: list[str]) -> FormatError:
 
 @contextmanager
 def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
-                      enabled: bool = True) -> Iterator[None]:
+                      enabled: bool = True, version: int | None = None) -> Iterator[None]:
     """A data file a Delta table's log references but storage lacks (``NotFoundError``),
     or holds with fewer bytes than the log's ``size`` (``FormatError``), named with the
     table at ``location`` (and ``entry``, the file being read, when given). Not
-    ``enabled`` (another dataset's files), errors propagate unchanged."""
+    ``enabled`` (another dataset's files), errors propagate unchanged.
+
+    ``version`` is the table version being read: a file of a version older than the
+    latest that storage lacks was removed by vacuum, a :class:`VersionNotFoundError`
+    naming the version. Only then, on this error path, is the latest log loaded: time
+    travel checks no file before reading it.
+    """
     try:
         yield
     except FileNotFoundError as exc:
         if not enabled or str(exc).startswith(f"{location.url}: "):
             raise  # not a Delta table's file, or already named (an inner read's error)
+        last = _vacuumed_by(location, version, entry, str(exc)) if version is not None else None
+        if version is not None and last is not None:
+            which = f" {location.url_of(entry.path)}" if entry is not None else ""
+            raise VersionNotFoundError(
+                f"{location.url}: version {version} can no longer be read: its data "
+                f"file{which} is missing from storage ({_first_error_line(exc)}); vacuum "
+                f"removed it (the latest version, {last}, no longer uses it). Versions "
+                "that vacuum keeps readable: the latest, tagged ones, and those newer than "
+                "the retention period. Read a newer version, or restore the file"
+            ) from None
         raise NotFoundError(
             f"{location.url}: a data file of this Delta table is missing from storage "
             f"({_first_error_line(exc)}). The table's log references it, so no correct read is "
@@ -353,6 +370,33 @@ def delta_file_errors(location: Location, entry: FileEntry | None = None, *,
             "truncated outside Delta, so no correct read is possible. Restore the file, or "
             "restore the table to an earlier version (Table.restore)"
         ) from None
+
+
+def _vacuumed_by(location: Location, version: int, entry: FileEntry | None,
+                 text: str) -> int | None:
+    """The latest version when vacuum explains a data file of ``version`` missing from
+    storage (``entry``, or the file that the error ``text`` names): ``version`` is older
+    and the latest version no longer uses the file. None otherwise, or when the latest
+    log cannot be read now (the caller then reports the missing file as it is)."""
+    import deltalake
+
+    try:
+        latest = deltalake.DeltaTable(
+            location.delta_uri(), storage_options=location.delta_storage_options() or None
+        )
+        last = int(latest.version())
+        paths = pa.table(latest.get_add_actions(flatten=True)).column("path").to_pylist()
+    except Exception:  # an explanation only: the missing file is the error
+        return None
+    if version >= last:
+        return None
+    names = {unquote(p) for p in paths}
+    if entry is not None:
+        root = location.path.rstrip("/")
+        in_latest = any(entry.path in (f"{root}/{n}", n) for n in names)
+    else:
+        in_latest = any(n in text for n in names)
+    return None if in_latest else last
 
 
 def _first_error_line(exc: BaseException) -> str:

@@ -136,7 +136,8 @@ def plan(
     unit_bytes = piece_bytes if split == "row_group" else _WHOLE
 
     def one(entry: FileEntry) -> list[Piece]:
-        with delta_file_errors(scan.location, entry, enabled=scan.is_delta):
+        with delta_file_errors(scan.location, entry, enabled=scan.is_delta,
+                               version=scan.version):
             opened = pf.open(entry, scan.partition_expr(entry))
         try:
             units = pf.units(
@@ -152,7 +153,8 @@ def plan(
         ]
 
     # a Delta data file missing, or shorter than the log says: named with the table
-    with delta_file_errors(scan.location, enabled=scan.is_delta):
+    with delta_file_errors(scan.location, enabled=scan.is_delta,
+                           version=scan.version):
         for group in ordered_map(one, entries, workers=n_workers):
             for p in group:
                 out.append(Piece(len(out), p.entry, p.row_groups, p.rows, p.nbytes, p.footer))
@@ -169,7 +171,8 @@ def read(
     schema = scan.schema
     columns = list(columns)
     needed = list(dict.fromkeys([*columns, *sorted(filter_columns(filter, schema.names))]))
-    with delta_file_errors(scan.location, piece.entry, enabled=scan.is_delta):
+    with delta_file_errors(scan.location, piece.entry, enabled=scan.is_delta,
+                           version=scan.version):
         return _read(scan, piece, columns, needed, filter)
 
 

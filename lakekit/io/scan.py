@@ -65,8 +65,10 @@ class Scan:
         partition_fields: pa.Schema,
         on_bad_lines: Literal["error", "skip"] = "error",
         engine: Any = None,
+        version: int | None = None,
     ) -> None:
         self._location = location
+        self._version = version
         self._entries = list(entries)
         self._spec = spec
         self._format = spec.name
@@ -89,6 +91,11 @@ class Scan:
     def is_delta(self) -> bool:
         """True when the files are a Delta table's (listed by its log)."""
         return self._spec.name == "delta"
+
+    @property
+    def version(self) -> int | None:
+        """The Delta table version these files are (None for plain files)."""
+        return self._version
 
     @property
     def entries(self) -> list[FileEntry]:
@@ -267,7 +274,8 @@ class Scan:
                     budget=budget, schema=schema,
                 )
             try:
-                with delta_file_errors(self.location, enabled=self.is_delta):
+                with delta_file_errors(self.location, enabled=self.is_delta,
+                                       version=self._version):
                     yield from tables
             finally:
                 close = getattr(tables, "close", None)
@@ -307,7 +315,8 @@ class Scan:
         masks = self.keep_masks()
 
         def one(entry: FileEntry) -> pa.Table:
-            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+            with delta_file_errors(self.location, entry, enabled=self.is_delta,
+                                   version=self._version):
                 table = read_mapped(self, entry, masks.get(entry.path), needed, columns, expr)
             bar.advance(entry.size or 0, files=1)
             return table
@@ -383,7 +392,8 @@ class Scan:
         unit_bytes = max(1 << 20, min(64 << 20, budget // max(2, 2 * workers)))
 
         def plan(entry: FileEntry) -> list[ReadUnit]:
-            with delta_file_errors(self.location, entry, enabled=self.is_delta):
+            with delta_file_errors(self.location, entry, enabled=self.is_delta,
+                                   version=self._version):
                 p = pf.open(entry, self.partition_expr(entry))
             return pf.units(p, columns=needed, filter=expr, schema=schema, unit_bytes=unit_bytes)
 

@@ -130,12 +130,29 @@ class DeltaHandle:
             have = {str(p)[len(root) + 1:] for p in present}
             missing = sorted(paths - have)
         if missing:
-            raise VersionNotFoundError(
-                f"{self.url}: version {version} can no longer be read: {len(missing)} of its "
-                f"data files were removed by vacuum (e.g. {missing[0]!r}). Versions that "
-                "vacuum keeps readable: the latest, tagged ones, and those newer than the "
-                "retention period."
-            )
+            raise self._vacuumed(version, f"{len(missing)} of its data files were removed "
+                                 f"by vacuum (e.g. {missing[0]!r})")
+
+    def check_sample(self, version: int, path: str) -> None:
+        """Fail with VersionNotFoundError when ``path``, a data file of ``version`` (a
+        filesystem path), is missing and the latest version no longer uses it: vacuum
+        removed it. One existence check; the latest log is loaded only when it is missing.
+        """
+        self.location.fs.invalidate_cache(path)
+        if self._file_exists(path):
+            return
+        latest = self.latest()
+        name = path.removeprefix(self.location.path.rstrip("/") + "/")
+        if version < int(latest.version()) and name not in file_paths(latest):
+            raise self._vacuumed(version, f"its data file {name!r} was removed by vacuum")
+        # a file the latest version uses: no vacuum removed it; the read reports it
+
+    def _vacuumed(self, version: int, what: str) -> VersionNotFoundError:
+        return VersionNotFoundError(
+            f"{self.url}: version {version} can no longer be read: {what}. Versions that "
+            "vacuum keeps readable: the latest, tagged ones, and those newer than the "
+            "retention period."
+        )
 
     def _file_exists(self, path: str) -> bool:
         fs = self.location.fs

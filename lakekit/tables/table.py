@@ -291,7 +291,10 @@ class Table:
         >>> t.read(columns=["id"], filter=[("kind", "=", "test")]).to_pylist()
         [{'id': 3}]
         """
-        ds = self.dataset(version, as_of=as_of, tag=tag)
+        # no up-front file check: the read itself names a version whose files were vacuumed
+        target = resolve_version(self._delta, self._tags, version, as_of, tag)
+        ds = open_dataset(self._delta, target, source=self._source,
+                          storage_options=self._storage_options or None, check=False)
         try:
             return ds.to_arrow(columns=columns, filter=filter, progress=False)
         except NotFoundError as exc:

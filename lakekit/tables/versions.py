@@ -1,9 +1,12 @@
 """Time travel: which version a reference names, opening it, and restoring it.
 
 A version is named by number, by commit time (``as_of``: the last version committed at or
-before it) or by tag. Opening an old version checks that it exists and that ``vacuum`` has
-not removed its files, so a reader gets a clear :class:`VersionNotFoundError` rather than
-a missing-file error halfway through a read.
+before it) or by tag. Opening an old version costs what deltalake's own open of that
+version costs, plus one existence check of one of its data files: a version that does not
+exist, or whose files ``vacuum`` removed, is a clear :class:`VersionNotFoundError`. The
+latest log is loaded only to explain such an error, never on the way to a read; a data
+file found missing later, by the read itself, is the same error naming the version (see
+:func:`lakekit.io.delta.delta_file_errors`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import ConfigError, VersionNotFoundError
-from lakekit.tables._delta import DeltaHandle, file_paths, hooks
+from lakekit.tables._delta import DeltaHandle, hooks
 from lakekit.tables._inputs import as_utc, as_version, check_metadata
 from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.history import read_history
@@ -113,32 +116,26 @@ def _before_first(delta: DeltaHandle, moment: datetime, version: int,
 
 
 def open_dataset(delta: DeltaHandle, target: int | None, *, source: str,
-                 storage_options: dict[str, Any] | None) -> Dataset:
-    """A Dataset over version ``target`` (latest when None) of the table at ``source``."""
-    from concurrent.futures import ThreadPoolExecutor
+                 storage_options: dict[str, Any] | None, check: bool = True) -> Dataset:
+    """A Dataset over version ``target`` (latest when None) of the table at ``source``.
 
+    An older version is opened by deltalake alone (no load of the latest log). With
+    ``check``, one of its data files is then checked, so a version that vacuum emptied
+    fails here, not at its first read (a caller that reads at once passes False). Any
+    missing file fails the read that reaches it, with the same :class:`VersionNotFoundError`.
+    """
     from lakekit.io.dataset import dataset
 
     if target is None:
         return dataset(source, format="delta", storage_options=storage_options)
-    # An older version: load it and the latest log at once (the latest tells whether
-    # the version exists and which of its files vacuum may have removed).
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(delta.latest)
-        try:
-            ds = dataset(source, format="delta", version=target,
-                         storage_options=storage_options)
-        except VersionNotFoundError:
-            delta.check_exists(target, int(pending.result().version()))
-            raise
-        latest = pending.result()
-    last = int(latest.version())
-    delta.check_exists(target, last)
-    if target != last:
-        location = delta.location
-        root = location.url_of(location.path.rstrip("/")) + "/"
-        mine = {f[len(root):] if f.startswith(root) else f for f in ds.files}
-        delta.check_files(target, mine - file_paths(latest))
+    try:
+        ds = dataset(source, format="delta", version=target, storage_options=storage_options)
+    except VersionNotFoundError:
+        # newer than the latest: say so, with the latest version (only on this error path)
+        delta.check_exists(target, int(delta.latest().version()))
+        raise
+    if check and ds.entries:
+        delta.check_sample(target, ds.entries[0].path)
     return ds
 
 

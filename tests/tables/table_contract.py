@@ -528,3 +528,22 @@ class TableContract:
         with pytest.raises(VersionNotFoundError, match="vacuum"):
             t.tag("late", 1)
         assert t.restore(tag="keep") > 2 and ids(t.read()) == [0, 1]
+
+    def test_a_version_partly_vacuumed_fails_the_read_naming_the_version(
+            self, location: Location) -> None:
+        t = location.table()
+        t.write(rows(0, 2))                     # v0: file A
+        t.write(rows(10, 2))                    # v1: + file B
+        t.delete([("id", "=", 10)])             # v2: B rewritten, A kept
+        t.vacuum(retention_hours=0, dry_run=False)  # B is gone; v1 still has A and B
+        ds = t.dataset(1)  # opens (its first file, A, is there): no up-front check of B
+        want = r"version 1 can no longer be read: its data file .* is missing.*vacuum"
+        with pytest.raises(VersionNotFoundError, match=want):
+            ds.to_arrow()
+        with pytest.raises(VersionNotFoundError, match=want):
+            t.read(1)
+        with pytest.raises(VersionNotFoundError, match=want):
+            lk.load(location.uri, version=1, storage_options=location.storage_options)
+        assert ids(t.read(0)) == [0, 1]         # only A: still readable
+        assert ids(lk.load(location.uri, storage_options=location.storage_options)) == [
+            0, 1, 11]
