@@ -71,12 +71,13 @@ STATIC_ROWS = 4000
 _READ = {"slowdown": 0.01, "internal": 0.01, "reset": 0.01, "truncate": 0.01, "stall": 0.002}
 _WRITE = {"slowdown": 0.02, "internal": 0.02, "reset": 0.02, "reset_after": 0.02,
           "stall": 0.005}
-# HEAD and DELETE requests are rare (tags, leases): they are faulted more often
+# HEAD, DELETE and POST (multi-object delete) requests are rare (tags, lease pruning):
+# they are faulted more often
 _RARE = {"slowdown": 0.04, "internal": 0.04, "reset": 0.04, "reset_after": 0.04, "stall": 0.01}
 SCHEDULE: dict[str, dict[str, float]] = {
     "get_range": _READ, "get": _READ, "list": _READ,
     "head": {k: v for k, v in _RARE.items() if k != "reset_after"},
-    "put": _WRITE, "post": _WRITE, "delete": _RARE,
+    "put": _WRITE, "post": _RARE, "delete": _RARE,
     "cput": {"slowdown": 0.03, "internal": 0.03, "reset": 0.03, "reset_after": 0.05,
              "stall": 0.01},
 }
