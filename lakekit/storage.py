@@ -500,10 +500,19 @@ _UNREACHABLE_MARKERS = ("could not connect", "connection refused", "connect erro
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """True for a failure to connect at all (refused, no route): not a failed request."""
-    low = str(exc).lower()
-    return isinstance(exc, ConnectionRefusedError) or "EndpointConnection" in \
-        type(exc).__name__ or any(m in low for m in _UNREACHABLE_MARKERS)
+    """True for a refused connection anywhere in the chain of ``exc``: nothing listens at
+    the endpoint. (botocore's ``EndpointConnectionError`` alone is not enough: it also
+    wraps a connection reset mid-request, which is worth retrying.)"""
+    seen: BaseException | None = exc
+    for _ in range(10):  # bounded: chains are short, and may loop
+        if seen is None:
+            return False
+        low = str(seen).lower()
+        if isinstance(seen, ConnectionRefusedError) or "connection refused" in low \
+                or "connect call failed" in low:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 _NOT_FOUND_MARKERS = ("nosuchkey", "404 not found", "not found (404)")
 _NO_BUCKET_MARKERS = ("nosuchbucket", "bucket does not exist")
 _DENIED_MARKERS = (

@@ -79,7 +79,8 @@ def test_missing_extra_for_the_demo(tmp_path: Path) -> None:
 def test_broker_not_reachable(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     proc = _cli("sink", "--topic", "t", "--bootstrap-servers", f"127.0.0.1:{port}",
-                "--group-id", "g", "--table", str(tmp_path / "t"))
+                "--group-id", "g", "--table", str(tmp_path / "t"),
+                "--consumer-option", "bootstrap_timeout_ms=3000")  # kafka-python's: 30 s
     line = _one_line(proc, "sink")
     assert f"127.0.0.1:{port}" in line and "check bootstrap_servers" in line
 
@@ -192,7 +193,8 @@ def test_sink_to_a_missing_bucket_exits_2_with_one_line(
     kafka_broker: KafkaBroker, s3_options: dict[str, object]
 ) -> None:
     proc = _cli("sink", "--topic", "t13", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                "--group-id", "g", "--table", MISSING, "--stop-after-idle", "1",
+                "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", MISSING,
+                "--stop-after-idle", "1", "--consumer-option", "session_timeout_ms=6000",
                 *_s3_flags(s3_options))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -233,7 +235,7 @@ def test_sink_takes_deltalake_only_options(
     table = f"s3://{s3_bucket}/sink"
     options = {**s3_options, "conditional_put": "etag"}
     sink = lk.KafkaDeltaSink(topic, table, bootstrap_servers=kafka_broker.bootstrap_servers,
-                             group_id="g", storage_options=options,
+                             group_id=f"g-{uuid.uuid4().hex[:8]}", storage_options=options,
                              consumer_config={"session_timeout_ms": 6000})
     assert sink.run(max_messages=5).rows_written == 5
     assert sorted(lk.Table(table, storage_options=s3_options).read()["id"].to_pylist()) == [
