@@ -49,6 +49,16 @@ SCHEMA = pa.schema([("id", pa.int64()), ("user", pa.string()), ("value", pa.floa
 Part = tuple[dict[str, str], pa.Table]
 
 
+def delta_options(s3: Any) -> dict[str, str]:
+    """deltalake-style storage options reaching the moto server ``s3`` (an S3Server), for
+    writing set-up tables with ``deltalake.write_deltalake`` directly."""
+    opts = s3.storage_options
+    client = opts["client_kwargs"]
+    return {"AWS_ACCESS_KEY_ID": str(opts["key"]), "AWS_SECRET_ACCESS_KEY": str(opts["secret"]),
+            "AWS_ENDPOINT_URL": str(client["endpoint_url"]), "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1"}
+
+
 def rows(n: int, start: int = 0) -> pa.Table:
     """``n`` rows with ids ``start..``; ``value`` is never integral, so CSV and JSONL infer
     float64 for it in every file."""

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 from _support.s3proxy import FAULTS, CountingProxy, Fault, FaultSchedule, fault_proxy, kind_of
+from _support.stores import delta_options
 from deltalake import write_deltalake
 
 import lakekit as lk
@@ -78,12 +79,7 @@ def lake(s3_server: S3Server) -> dict[str, str]:
     fs.pipe(f"{bucket}/js/events.jsonl", big)
     fs.pipe(f"{bucket}/gz/events.jsonl.gz", gzip.compress(big))
     fs.pipe(f"{bucket}/csv/events.csv", csv(table(60_000)))
-    opts = s3_server.storage_options
-    client = opts["client_kwargs"]
-    assert isinstance(client, dict)
-    delta = {"AWS_ACCESS_KEY_ID": str(opts["key"]), "AWS_SECRET_ACCESS_KEY": str(opts["secret"]),
-             "AWS_ENDPOINT_URL": str(client["endpoint_url"]), "AWS_ALLOW_HTTP": "true",
-             "AWS_REGION": "us-east-1"}
+    delta = delta_options(s3_server)
     uri = f"s3://{bucket}/delta/events"
     for i in range(3):
         write_deltalake(uri, table(10_000, i * 10_000), storage_options=delta, mode="append")

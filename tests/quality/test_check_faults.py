@@ -28,6 +28,7 @@ import pytest
 import s3fs
 from _support.cli import Cli
 from _support.proxy_process import ProxyProcess, proxy_process
+from _support.stores import delta_options
 from deltalake import DeltaTable, write_deltalake
 
 import lakekit as lk
@@ -78,12 +79,7 @@ def lake(s3_server: S3Server) -> dict[str, Any]:
             with fs.open(f"{bucket}/pq/day=2026-01-0{day}/part-{part}.parquet", "wb") as f:
                 pq.write_table(t, f, row_group_size=200)
             n += ROWS
-    opts = s3_server.storage_options
-    client = opts["client_kwargs"]
-    assert isinstance(client, dict)
-    delta = {"AWS_ACCESS_KEY_ID": str(opts["key"]), "AWS_SECRET_ACCESS_KEY": str(opts["secret"]),
-             "AWS_ENDPOINT_URL": str(client["endpoint_url"]), "AWS_ALLOW_HTTP": "true",
-             "AWS_REGION": "us-east-1"}
+    delta = delta_options(s3_server)
     uri = f"s3://{bucket}/delta"
     write_deltalake(uri, events(ROWS, start=0, newest=old), storage_options=delta)
     write_deltalake(uri, events(ROWS, start=ROWS, newest=old, negative=7),
