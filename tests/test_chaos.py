@@ -28,7 +28,7 @@ def chaos_module() -> ModuleType:
 def test_a_short_chaos_run_loses_duplicates_and_gets_wrong_nothing() -> None:
     chaos = chaos_module()
     result = chaos.run(12, seed=7, kill_every=(3, 5), restart_every=(5, 8), rate=200,
-                       drain_timeout=150, drain_idle=4)
+                       drain_timeout=150)
     report = chaos.markdown([result])
     assert chaos.lost_duplicated_wrong(result) == (0, 0, 0), report
     assert result["drained"], report
