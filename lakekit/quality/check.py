@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from lakekit.errors import ConfigError
 from lakekit.quality.freshness import Freshness, check_freshness
+from lakekit.quality.protocol import Check
 from lakekit.quality.report import CheckResult, QualityReport
 from lakekit.quality.sources import open_source
 from lakekit.quality.volume import Volume, check_volume
@@ -32,6 +33,7 @@ def check(
     max_failure_cases: int = DEFAULT_MAX_FAILURE_CASES,
     engine: str | None = None,
     client: Any = None,
+    checks: Sequence[Check] = (),
 ) -> QualityReport:
     """Check data against a pandera schema, a freshness limit and a row-count range.
 
@@ -67,6 +69,10 @@ def check(
         partition on that engine; the report equals a local one. Freshness and volume stay
         metadata reads here. Checks no partition can decide alone are refused with a
         ``ConfigError`` (uniqueness gets a global step). See docs/quality.md.
+    checks
+        More checks, each an object with ``evaluate(source, *, now)`` (see
+        :class:`lakekit.quality.protocol.Check`): ``lk.Freshness``, ``lk.Volume`` and the
+        metadata checks; their results follow the others in the report, in order.
     client
         The ``distributed.Client`` for ``engine="dask"`` (default: the default client, else
         Dask's local scheduler). Ray uses the running Ray, else ``ray.init()``.
@@ -97,9 +103,10 @@ def check(
     """
     started = time.perf_counter()
     checked_at = datetime.now(timezone.utc)
-    if schema is None and freshness is None and volume is None:
-        raise ConfigError("nothing to check: pass a schema, freshness=Freshness(...) or "
-                          "volume=Volume(...)")
+    checks = _check_list(checks)
+    if schema is None and freshness is None and volume is None and not checks:
+        raise ConfigError("nothing to check: pass a schema, freshness=Freshness(...), "
+                          "volume=Volume(...) or checks=[...]")
     if freshness is not None and not isinstance(freshness, Freshness):
         raise ConfigError(f"freshness must be a lakekit.Freshness; got {type(freshness).__name__}")
     if volume is not None and not isinstance(volume, Volume):
@@ -149,6 +156,9 @@ def check(
         results.append(check_freshness(source, freshness, now=checked_at))
     if volume is not None:
         results.append(check_volume(source, volume))
+    for extra in checks:
+        got = extra.evaluate(source, now=checked_at)
+        results.extend([got] if isinstance(got, CheckResult) else got)
 
     if validation is not None:
         failure_cases, failure_count = validation.failure_cases, validation.failure_count
@@ -174,6 +184,16 @@ def check(
 
         append_summary(report, results_table, storage_options=storage_options)
     return report
+
+
+def _check_list(checks: Sequence[Check]) -> list[Check]:
+    if isinstance(checks, (str, bytes)) or not isinstance(checks, Sequence):
+        raise ConfigError("checks must be a list of checks, e.g. [lk.Volume(min_rows=1)]")
+    for c in checks:
+        if not isinstance(c, Check):
+            raise ConfigError(f"checks[...] must be lakekit checks (with evaluate()); got "
+                              f"{type(c).__name__}")
+    return list(checks)
 
 
 def _require(engine: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakekit.errors import ConfigError
 from lakekit.io.formats import FORMATS
@@ -61,6 +61,7 @@ class Freshness:
     column: str | None = None
     max_age: str | timedelta = "1h"
     warn_age: str | timedelta | None = None
+    name: ClassVar[str] = "freshness"
 
     def __post_init__(self) -> None:
         if self.column is not None and (not isinstance(self.column, str) or not self.column):
@@ -72,6 +73,10 @@ class Freshness:
                 f"Freshness warn_age ({format_duration(warn)}) must be shorter than max_age "
                 f"({format_duration(max_age)})"
             )
+
+    def evaluate(self, source: Source, *, now: datetime) -> CheckResult:
+        """Run this check on ``source`` (the :class:`~lakekit.quality.protocol.Check` protocol)."""
+        return check_freshness(source, self, now=now)
 
     @property
     def max_age_delta(self) -> timedelta:

@@ -7,7 +7,8 @@ deletion vectors); parquet from footers; JSONL / CSV are counted by a scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, ClassVar
 
 from lakekit.errors import ConfigError
 from lakekit.io.formats import FORMATS
@@ -30,6 +31,11 @@ class Volume:
 
     min_rows: int | None = None
     max_rows: int | None = None
+    name: ClassVar[str] = "volume"
+
+    def evaluate(self, source: Source, *, now: datetime) -> CheckResult:
+        """Run this check on ``source`` (the :class:`~lakekit.quality.protocol.Check` protocol)."""
+        return check_volume(source, self)
 
     def __post_init__(self) -> None:
         for name in ("min_rows", "max_rows"):

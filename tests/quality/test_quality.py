@@ -449,3 +449,16 @@ def test_s3_check_never_reports_credentials(s3_bucket: str, s3_options: dict[str
                  storage_options=wrong)
     assert "wrong-" not in str(info.value) and secret not in str(info.value)
     shutil.rmtree(local)
+
+
+def test_checks_list_runs_each_check_in_order_after_the_named_ones() -> None:
+    df = pl.DataFrame({"a": [1, 2, 3]})
+    report = lk.check(df, volume=lk.Volume(min_rows=1),
+                      checks=[lk.Volume(max_rows=2), lk.Volume(min_rows=3)])
+    assert [(r.name, r.status) for r in report.results] == [
+        ("volume", "pass"), ("volume", "fail"), ("volume", "pass")]
+    assert report.status == "fail"
+    with pytest.raises(lk.errors.ConfigError, match="checks"):
+        lk.check(df, checks=[object()])
+    with pytest.raises(lk.errors.ConfigError, match="checks"):
+        lk.check(df, checks=lk.Volume(min_rows=1))  # type: ignore[arg-type]
