@@ -43,9 +43,8 @@ from lakekit.errors import ConfigError, FormatError
 
 if TYPE_CHECKING:
     import torch
-    from torch.utils.data import IterableDataset
-
     from lakekit.train.loader import Loader
+    from torch.utils.data import IterableDataset
 else:
     torch = import_optional("torch", purpose="lakekit.train.torch")
     IterableDataset = torch.utils.data.IterableDataset
