@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         TableDiff,
         VacuumResult,
     )
+    from lakekit.train import Loader
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ _LAZY = {
     "Freshness": "lakekit.quality",
     "QualityReport": "lakekit.quality",
     "Volume": "lakekit.quality",
+    "Loader": "lakekit.train",
     "check": "lakekit.quality",
     "KafkaDeltaSink": "lakekit.sink",
     "SinkStats": "lakekit.sink",
@@ -57,6 +59,7 @@ __all__ = [
     "Dataset",
     "Freshness",
     "KafkaDeltaSink",
+    "Loader",
     "QualityReport",
     "SinkStats",
     "Table",

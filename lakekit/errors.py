@@ -13,6 +13,7 @@ __all__ = [
     "BrokerError",
     "CommitConflictError",
     "ConfigError",
+    "DataChangedError",
     "FormatError",
     "LakekitError",
     "MissingDependencyError",
@@ -75,6 +76,11 @@ class VersionNotFoundError(TableError, LookupError):
 
 class CommitConflictError(TableError):
     """A commit conflicted with a concurrent writer and could not be retried safely."""
+
+
+class DataChangedError(LakekitError):
+    """The data under a training loader changed: a shard vanished or changed mid-epoch, or a
+    saved state belongs to other data, another seed or another filter."""
 
 
 class QualityError(LakekitError):

@@ -29,6 +29,7 @@ from lakekit.io.parquet import filter_columns
 from lakekit.io.pieces import PIECE_BYTES, Piece, Split
 from lakekit.io.rebatch import rebatch
 from lakekit.io.scan import DEFAULT_BUDGET, Scan, Scope, concat
+from lakekit.io.tags import TagStore
 from lakekit.storage import Location, resolve
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import pandas
     import polars
     import ray.data
+
+    from lakekit.train import Loader
 
 __all__ = ["Dataset", "dataset", "load"]
 
@@ -428,6 +431,61 @@ class Dataset:
 
         return to_ray(self, columns, filter=filter, split=split, piece_bytes=piece_bytes)
 
+    # -- training ----------------------------------------------------------------------------
+    def loader(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        filter: Filter = None,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = True,
+        memory_budget: int | str = "1GiB",
+        output: Literal["numpy", "arrow", "polars", "torch"] = "numpy",
+    ) -> Loader:
+        """A training loader over this dataset: exact epochs, global shuffle, resumable.
+
+        The epoch is planned from footers and the Delta log (row groups and row counts);
+        rows are shuffled across a window sized by ``memory_budget``; every rank yields
+        the same number of batches of ``batch_size`` rows; ``state_dict()`` /
+        ``load_state_dict()`` resume exactly, also on another world size. See
+        :class:`lakekit.train.Loader` and docs/training.md.
+
+        Parameters
+        ----------
+        columns, filter
+            What to read (a filter on partition columns prunes at planning; one on data
+            columns is counted once per unit, cached by the data's fingerprint).
+        batch_size
+            Rows per batch on each rank.
+        shuffle, seed
+            The order is a function of (data, seed, epoch).
+        rank, world_size
+            Default: ``torch.distributed`` when initialised, else 0 and 1.
+        drop_last
+            Drop the last, partial global step (else it is shared evenly, padded from
+            the epoch's start).
+        memory_budget
+            Bytes of decoded data a reader holds (``"1GiB"``, ``"512MB"`` or an int).
+        output
+            ``"numpy"`` (dict of arrays), ``"arrow"`` (RecordBatch), ``"polars"``,
+            ``"torch"`` (dict of tensors; needs ``lakekit[torch]``).
+
+        Examples
+        --------
+        >>> loader = ds.loader(["user_id"], batch_size=4, shuffle=False)
+        >>> [b["user_id"].tolist() for b in loader]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+        """
+        from lakekit.train import Loader
+
+        return Loader(self, columns, filter=filter, batch_size=batch_size, shuffle=shuffle,
+                      seed=seed, rank=rank, world_size=world_size, drop_last=drop_last,
+                      memory_budget=memory_budget, output=output)
+
     # -- internals ---------------------------------------------------------------------------
     def _check_columns(
         self, columns: Sequence[str] | None, schema: pa.Schema | None = None
@@ -485,6 +543,7 @@ def dataset(
     storage_options: dict[str, Any] | None = None,
     partitioning: Literal["hive"] | None = "hive",
     version: int | None = None,
+    tag: str | None = None,
     schema: pa.Schema | None = None,
     on_bad_lines: Literal["error", "skip"] = "error",
 ) -> Dataset:
@@ -505,6 +564,9 @@ def dataset(
         ``"hive"`` turns ``key=value/`` directories into columns; ``None`` ignores them.
     version
         For Delta tables: the version to read (latest by default).
+    tag
+        For Delta tables: read the version this tag names (see ``lk.Table.tag``); not with
+        ``version``.
     schema
         An explicit schema (skips inference; files are cast to it).
     on_bad_lines
@@ -532,6 +594,12 @@ def dataset(
         paths.append(loc.path)
     if spec is None and len(paths) == 1:
         spec = detect_table(first)
+    if tag is not None:
+        if version is not None:
+            raise ConfigError("pass version= or tag=, not both")
+        if spec is None or spec.snapshot is None:
+            raise ConfigError("tag= applies to Delta tables only")
+        version = TagStore(first).get(tag).version
     if spec is not None and spec.snapshot is not None:
         if len(paths) != 1:
             raise ConfigError("a Delta dataset reads one table; pass a single table URI")

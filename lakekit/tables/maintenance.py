@@ -32,12 +32,12 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import CommitConflictError, ConfigError, LakekitError, NotFoundError
+from lakekit.io.tags import TagStore
 from lakekit.storage import Location, retry_call
 from lakekit.tables._delta import DeltaHandle, commit_properties, hooks
 from lakekit.tables._inputs import delta_errors
 from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.history import read_history
-from lakekit.tables.tags import TagStore
 from lakekit.tables.types import CompactResult, VacuumResult
 
 if TYPE_CHECKING:

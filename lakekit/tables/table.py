@@ -3,7 +3,7 @@
 :class:`Table` is a thin, git-like surface over deltalake (delta-rs). Every write makes a
 new version; any version can be read back (``read`` / ``dataset``) by number, by commit
 time (``as_of``) or by a tag; ``restore`` makes a new version equal to an old one; ``diff``
-says what changed. Tags are stored with the table (see :mod:`lakekit.tables.tags`) and
+says what changed. Tags are stored with the table (see :mod:`lakekit.io.tags`) and
 protect their versions from ``vacuum``.
 
 The methods here check their arguments and delegate; the bodies live in the modules
@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from lakekit.errors import ConfigError, NotFoundError, VersionNotFoundError
 from lakekit.io.filters import Filter
+from lakekit.io.tags import TagStore, check_tag_name
 from lakekit.scale.engines import engine_of
 from lakekit.storage import Location, resolve
 from lakekit.tables._delta import DeltaHandle
@@ -33,7 +34,6 @@ from lakekit.tables.diff import diff_versions
 from lakekit.tables.distributed import write_distributed
 from lakekit.tables.history import read_history
 from lakekit.tables.maintenance import compact_files, vacuum_files, write_checkpoint
-from lakekit.tables.tags import TagStore, check_tag_name
 from lakekit.tables.types import Commit, CompactResult, TableDiff, VacuumResult
 from lakekit.tables.versions import (
     VersionRef,

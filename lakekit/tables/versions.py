@@ -16,11 +16,11 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakekit.errors import ConfigError, VersionNotFoundError
+from lakekit.io.tags import TagStore
 from lakekit.tables._delta import DeltaHandle, hooks
 from lakekit.tables._inputs import as_utc, as_version, check_metadata
 from lakekit.tables.commits import commit_once, new_write
 from lakekit.tables.history import read_history
-from lakekit.tables.tags import TagStore
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable

@@ -1,0 +1,192 @@
+"""The order of an epoch: which unit and row each position of the epoch's sequence holds.
+
+The sequence is a function of the units' row counts, ``seed``, ``epoch`` and the window
+only, never of the world size or the number of workers, and it is computed from those
+numbers alone, a piece at a time, so any process can find any position without data.
+
+With ``shuffle``:
+
+1. **Units** are ordered by a stratified permutation: each file's units are shuffled and
+   spread evenly over the epoch (unit ``j`` of ``n`` in a file goes at ``(j + u) / n`` with a
+   random ``u``), files interleaved at random. Consecutive units then come from different
+   files, so a window of units covers as many shards as it can.
+2. **Rows** are mixed across a window of ``window`` rows: row ``r`` of the unit starting at
+   offset ``o`` (rows of the units before it) gets the key ``o + x * window`` with ``x``
+   uniform in [0, 1); the epoch is the rows sorted by key. A unit's rows are spread over
+   ``window`` positions, and the rows around any position come from every unit of the
+   last ``window`` rows, each in proportion to its size: a sliding shuffle buffer of
+   ``window`` rows, but computed, not buffered, so that it can be resumed anywhere and cut
+   among ranks exactly. A reader holds at most about ``window`` rows plus one unit.
+
+Keys are computed segment by segment (``window`` keys wide): segment ``m`` needs only the
+units whose offsets lie within one window of it. Without ``shuffle`` the epoch is the
+units in planning order, rows in file order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EpochOrder", "Segment"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Positions ``start .. start + len(units)`` of the epoch: unit (planning index), row, and
+    the row's key (sorted; the position itself without shuffle)."""
+
+    start: int
+    units: np.ndarray
+    rows: np.ndarray
+    keys: np.ndarray
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.units)
+
+
+class EpochOrder:
+    """The sequence of (unit, row) of one epoch.
+
+    Parameters
+    ----------
+    rows
+        Rows per unit, in planning order.
+    files
+        The file (shard) of each unit, for the stratified permutation.
+    seed, epoch
+        Which of the orders.
+    shuffle
+        False: units in planning order, rows in file order.
+    window
+        Rows mixed together (>= 1).
+
+    Examples
+    --------
+    >>> order = EpochOrder(np.array([3, 2]), np.array([0, 1]), seed=0, epoch=0,
+    ...                    shuffle=False, window=4)
+    >>> seg = order.segment(0)
+    >>> seg.units.tolist(), seg.rows.tolist()
+    ([0, 0, 0, 1, 1], [0, 1, 2, 0, 1])
+    """
+
+    def __init__(self, rows: np.ndarray, files: np.ndarray, *, seed: int, epoch: int,
+                 shuffle: bool, window: int) -> None:
+        self.seed = int(seed)
+        self.epoch = int(epoch)
+        self.shuffle = bool(shuffle)
+        self.window = max(int(window), 1)
+        rows = np.asarray(rows, dtype=np.int64)
+        self.total = int(rows.sum())
+        if shuffle:
+            self.perm = _stratified(np.asarray(files, dtype=np.int64),
+                                    np.random.default_rng([self.seed, self.epoch, 1]))
+        else:
+            self.perm = np.arange(len(rows), dtype=np.int64)
+        self.sizes = rows[self.perm]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self._keys: dict[int, np.ndarray] = {}
+        self._bases: dict[int, int] = {}
+        # the segment size: one window of keys when shuffled, a fixed span of rows when not
+        self.span = self.window if shuffle else max(self.window, 1 << 16)
+        self.segments = -(-self.total // self.span) + (1 if shuffle else 0)
+
+    # -- shuffled keys ---------------------------------------------------------------------
+    def _unit_keys(self, i: int) -> np.ndarray:
+        """The keys of the rows of the ``i``-th unit of the epoch (kept for a while)."""
+        keys = self._keys.get(i)
+        if keys is None:
+            rng = np.random.default_rng([self.seed, self.epoch, 2, int(self.perm[i])])
+            keys = self.offsets[i] + rng.random(int(self.sizes[i])) * self.window
+            if len(self._keys) > 4096:
+                self._keys.clear()
+            self._keys[i] = keys
+        return keys
+
+    def base(self, m: int) -> int:
+        """The epoch position of segment ``m``'s first row (rows in earlier segments)."""
+        if not self.shuffle:
+            return min(m * self.span, self.total)
+        if m <= 0:
+            return 0
+        got = self._bases.get(m)
+        if got is not None:
+            return got
+        lo_key = m * self.window
+        # units whose keys all lie below lo_key: offset + window <= lo_key
+        full = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
+        total = int(self.offsets[full])
+        end = int(np.searchsorted(self.offsets[:-1], lo_key, side="left"))
+        for i in range(full, end):
+            total += int(np.count_nonzero(self._unit_keys(i) < lo_key))
+        if len(self._bases) > 4096:
+            self._bases.clear()
+        self._bases[m] = total
+        return total
+
+    def segment(self, m: int) -> Segment:
+        """Segment ``m``: its start position and the (unit, row) of each of its positions."""
+        if not self.shuffle:
+            start, stop = self.base(m), self.base(m + 1)
+            return self._plain(start, stop)
+        lo_key, hi_key = m * self.window, (m + 1) * self.window
+        first = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
+        last = int(np.searchsorted(self.offsets[:-1], hi_key, side="left"))
+        keys, units, rows = [], [], []
+        for i in range(first, last):
+            k = self._unit_keys(i)
+            sel = np.flatnonzero((k >= lo_key) & (k < hi_key))
+            if len(sel):
+                keys.append(k[sel])
+                units.append(np.full(len(sel), self.perm[i], dtype=np.int64))
+                rows.append(sel)
+        start = self.base(m)
+        if not keys:
+            empty = np.empty(0, dtype=np.int64)
+            return Segment(start, empty, empty, empty.astype(np.float64))
+        allk = np.concatenate(keys)
+        order = np.argsort(allk, kind="stable")
+        return Segment(start, np.concatenate(units)[order],
+                       np.concatenate(rows).astype(np.int64)[order], allk[order])
+
+    def segment_of(self, position: int) -> int:
+        """The segment holding epoch position ``position`` (0 <= position < total)."""
+        if not self.shuffle:
+            return position // self.span
+        lo, hi = 0, self.segments
+        while hi - lo > 1:  # base() is non-decreasing in m
+            mid = (lo + hi) // 2
+            if self.base(mid) <= position:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _plain(self, start: int, stop: int) -> Segment:
+        if stop <= start:
+            empty = np.empty(0, dtype=np.int64)
+            return Segment(start, empty, empty, empty.astype(np.float64))
+        pos = np.arange(start, stop, dtype=np.int64)
+        idx = np.searchsorted(self.offsets, pos, side="right") - 1
+        return Segment(start, self.perm[idx], pos - self.offsets[idx], pos.astype(np.float64))
+
+
+def _stratified(files: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Units ordered so that each file's units are shuffled and spread over the epoch."""
+    n = len(files)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(files, kind="stable")
+    sorted_files = files[order]
+    starts = np.flatnonzero(np.r_[True, sorted_files[1:] != sorted_files[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    # within each file, a random rank j of its n_f units; its time is (j + u) / n_f
+    within = np.empty(n, dtype=np.float64)
+    for s, c in zip(starts, counts, strict=True):
+        within[s:s + c] = rng.permutation(c)
+    per_unit_count = np.repeat(counts, counts).astype(np.float64)
+    times = np.empty(n, dtype=np.float64)
+    times[order] = (within + rng.random(n)) / per_unit_count
+    return np.argsort(times, kind="stable").astype(np.int64)

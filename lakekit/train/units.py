@@ -1,0 +1,177 @@
+"""The units of an epoch: row groups (or files) with their row counts, learnt from metadata.
+
+A unit is one parquet row group (a Delta data file's, too), or a whole file where the
+format has no row groups (JSONL, CSV) or rows are masked by a Delta deletion vector. Row
+counts come from footers and the Delta log; only a filter on data columns (or a text
+format) needs data: the filter columns are read once per unit to count the rows it keeps,
+and the counts are cached under the data's fingerprint (in memory, and as a small JSON file
+in ``$LAKEKIT_CACHE_DIR`` or ``~/.cache/lakekit``), so the next planning of the same data,
+filter and columns reads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lakekit.errors import ConfigError
+from lakekit.io.filters import Filter, to_expression
+from lakekit.io.parquet import filter_columns
+from lakekit.io.pieces import Piece
+from lakekit.io.pipeline import ordered_map
+
+if TYPE_CHECKING:
+    from lakekit.io.dataset import Dataset
+
+__all__ = ["Plan", "check_rows", "plan_units"]
+
+_COUNTS: dict[str, list[int]] = {}  # fingerprint -> rows per unit, this process
+_COUNTS_MAX = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """What an epoch is made of, before any order: units, their rows, their files.
+
+    Attributes
+    ----------
+    pieces
+        One :class:`~lakekit.io.pieces.Piece` per unit, in planning order.
+    rows
+        Rows each unit yields (after deletion vectors and the filter).
+    files
+        The index of each unit's file (its shard) in :attr:`file_names`.
+    file_names
+        The data files, credential-free, relative to the dataset's root.
+    nbytes
+        Estimated decoded bytes per unit of the columns read.
+    fingerprint
+        A digest of the data (files, sizes, row groups, rows, table version) and the filter.
+    counted
+        How many units had their rows counted by reading filter columns (0 when the
+        metadata answered, or the counts came from the cache).
+    """
+
+    pieces: list[Piece]
+    rows: np.ndarray
+    files: np.ndarray
+    file_names: list[str]
+    nbytes: np.ndarray
+    fingerprint: str
+    counted: int
+
+    @property
+    def total_rows(self) -> int:
+        return int(self.rows.sum())
+
+
+def plan_units(
+    ds: Dataset, columns: Sequence[str], filter: Filter, *, workers: int | None = None
+) -> Plan:
+    """Plan the units of ``ds`` for ``columns`` and ``filter``, from metadata where it can."""
+    expr = to_expression(filter)
+    schema = ds.schema
+    parts = set(ds.partition_schema.names)
+    data_cols = sorted(filter_columns(expr, [n for n in schema.names if n not in parts])) if (
+        expr is not None) else []
+    pieces = ds.pieces(list(columns), filter=filter, split="row_group", piece_bytes=1,
+                       workers=workers)
+    root = ds.location.path.rstrip("/") + "/"
+    names: list[str] = []
+    index: dict[str, int] = {}
+    files = np.empty(len(pieces), dtype=np.int64)
+    for i, p in enumerate(pieces):
+        name = p.entry.path.removeprefix(root)
+        if name not in index:
+            index[name] = len(names)
+            names.append(name)
+        files[i] = index[name]
+    digest = hashlib.sha256()
+    digest.update(json.dumps([ds.location.url, ds.format, ds.version, str(expr)]).encode())
+    for p in pieces:
+        digest.update(json.dumps([p.entry.path.removeprefix(root), p.entry.size,
+                                  p.row_groups, p.rows, p.keep_rows]).encode())
+        if p.keep is not None:
+            digest.update(p.keep)
+    fingerprint = digest.hexdigest()[:24]
+    known = [_rows_from_metadata(p) for p in pieces]
+    counted = 0
+    if data_cols or any(r is None for r in known):
+        rows_list = _cached(fingerprint)
+        if rows_list is None or len(rows_list) != len(pieces):
+            todo = [i for i, r in enumerate(known) if data_cols or r is None]
+            count_cols = data_cols or [schema.names[0]]
+
+            def count(i: int) -> int:
+                return int(ds.read_piece(pieces[i], count_cols, filter=filter).num_rows)
+
+            for i, n in zip(todo, ordered_map(count, todo, workers=workers or 4), strict=True):
+                known[i] = n
+            counted = len(todo)
+            rows_list = [int(r) for r in known]  # type: ignore[arg-type]
+            _store(fingerprint, rows_list)
+        known = list(rows_list)
+    rows = np.asarray(known, dtype=np.int64)
+    keep = rows > 0
+    if not keep.all():
+        pieces = [p for p, k in zip(pieces, keep, strict=True) if k]
+        rows, files = rows[keep], files[keep]
+    nbytes = np.asarray([max(p.nbytes, 1) for p in pieces], dtype=np.int64)
+    return Plan(pieces, rows, files, names, nbytes, fingerprint, counted)
+
+
+def _rows_from_metadata(p: Piece) -> int | None:
+    if p.keep is not None:
+        bits = np.unpackbits(np.frombuffer(p.keep, dtype=np.uint8))[: p.keep_rows]
+        return int(bits.sum())
+    if p.rows is not None:
+        return int(p.rows)
+    return p.entry.rows if p.row_groups is None and p.entry.rows is not None else None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("LAKEKIT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lakekit")
+    return Path(base) / "train"
+
+
+def _cached(fingerprint: str) -> list[int] | None:
+    if fingerprint in _COUNTS:
+        return _COUNTS[fingerprint]
+    path = _cache_dir() / f"{fingerprint}.json"
+    try:
+        data: Any = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, list) or not all(isinstance(n, int) and n >= 0 for n in data):
+        return None
+    _COUNTS[fingerprint] = data
+    return data
+
+
+def _store(fingerprint: str, rows: list[int]) -> None:
+    if len(_COUNTS) >= _COUNTS_MAX:
+        _COUNTS.pop(next(iter(_COUNTS)))
+    _COUNTS[fingerprint] = rows
+    path = _cache_dir() / f"{fingerprint}.json"
+    try:  # a cache: a read-only home only costs the next planning a count
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rows))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def check_rows(plan: Plan) -> None:
+    """Refuse an empty epoch, saying what to change."""
+    if plan.total_rows == 0:
+        raise ConfigError("the loader has no rows to yield: the filter matches no row (or the "
+                          "dataset is empty); loosen the filter or check the source")
