@@ -43,8 +43,9 @@ from lakekit.errors import ConfigError, FormatError
 
 if TYPE_CHECKING:
     import torch
-    from lakekit.train.loader import Loader
     from torch.utils.data import IterableDataset
+
+    from lakekit.train.loader import Loader, Output
 else:
     torch = import_optional("torch", purpose="lakekit.train.torch")
     IterableDataset = torch.utils.data.IterableDataset
@@ -119,11 +120,14 @@ def _tensor(name: str, col: np.ndarray) -> Any:
 
 
 def _state_at(loader: Loader, position: int) -> dict[str, Any]:
-    """The loader's state with ``position`` batches of the epoch consumed."""
-    return loader.state_at(position)
+    """The loader's state with ``position`` of its batches of the epoch consumed (the state
+    counts rows of whole global steps, the same on every rank: lakekit/train/state.py)."""
+    state = loader.state_dict()
+    state["rows"] = int(position) * loader.global_batch_size
+    return state
 
 
-class TorchDataset(IterableDataset):  # type: ignore[misc]
+class TorchDataset(IterableDataset):
     """A :class:`~lakekit.train.Loader` as a torch ``IterableDataset`` (``loader.torch()``).
 
     Use it with ``DataLoader(ds, batch_size=None, num_workers=n)``: the DataLoader yields
@@ -159,8 +163,11 @@ class TorchDataset(IterableDataset):  # type: ignore[misc]
     (5, True)
     """
 
-    def __init__(self, loader: Loader, *, output: str | None = "torch") -> None:
+    def __init__(self, loader: Loader, *, output: Output | None = "torch") -> None:
         super().__init__()
+        if output not in (None, "numpy", "arrow", "polars", "torch"):
+            raise ConfigError(f"output must be 'torch', 'numpy', 'arrow', 'polars' or None; "
+                              f"got {output!r}")
         self._loader = loader
         self._output = output
         self._position = int(loader.position)  # main process: next batch to consume
@@ -199,6 +206,8 @@ class TorchDataset(IterableDataset):  # type: ignore[misc]
         info = torch.utils.data.get_worker_info()
         total = len(self._loader)
         if info is None:
+            if self._position >= total:
+                self._position = 0  # an epoch iterated again without set_epoch, as Loader does
             start = self._position
             indices = range(start, total)
             batches = self._loader.batches(start=start, output=self._output)
@@ -227,8 +236,8 @@ class TorchDataset(IterableDataset):  # type: ignore[misc]
         counts the batches the loop received, and :meth:`state_dict` is the state after them
         (prefetched batches not yet received are not counted).
         """
-        start = self._position
         total = len(self._loader)
+        start = 0 if self._position >= total else self._position
         for k, batch in enumerate(batches, start=1):
             self._position = min(start + k, total)
             yield batch
