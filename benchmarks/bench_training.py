@@ -140,6 +140,12 @@ def section_quality(paths: list[str], root: Path, rows: int, args: argparse.Name
     if ray_it is not None:
         results.append(("Ray Data iter_batches(local_shuffle_buffer_size=65536)",
                         distinct_per_batch(b["shard"] for b in ray_it), "65,536 rows"))
+    sweep = []  # the unit (row group) size bounds the shards a window can mix: plan only
+    for rg in (512, 7_812):
+        sub = Path(str(root) + f"-rg{rg}")
+        make_shards(sub, len(paths), rows, row_group=rg, features=0)
+        plan = window_loader(lk.dataset(sub), columns=["shard"]).describe()
+        sweep.append((rg, plan))
     print(f"\n## 1. Shuffle quality: distinct source shards per batch ({rows:,} rows, "
           f"{len(paths)} shards, batch {BATCH}; uniform ideal {ideal:.1f})\n")
     print(f"describe(): shards per batch {d.shards_per_batch}, ideal "
@@ -147,6 +153,15 @@ def section_quality(paths: list[str], root: Path, rows: int, args: argparse.Name
     print("| reader | rows resident | distinct shards / batch | x ideal |\n|---|---|---:|---:|")
     for name, q, resident in results:
         print(f"| {name} | {resident} | {q:.1f} | {q / ideal:.2f} |")
+    print("\nThe same loader on the same rows with other row group sizes (describe(), from "
+          "the plan: no data read)\n")
+    print("| row group rows | units | window rows | shards / batch (plan) | x ideal |\n"
+          "|---:|---:|---:|---:|---:|")
+    print(f"| 2,048 | {d.units:,} | {d.window_rows:,} | {d.shards_per_batch:.1f} | "
+          f"{d.shards_per_batch / ideal:.2f} |")
+    for rg, plan in sweep:
+        print(f"| {rg:,} | {plan.units:,} | {plan.window_rows:,} | "
+              f"{plan.shards_per_batch:.1f} | {plan.shards_per_batch / ideal:.2f} |")
 
 
 # -- 2. peak RSS ---------------------------------------------------------------------------
@@ -245,6 +260,15 @@ def ray_batches(paths: list[str], limit_rows: int, *, shuffle: bool,
     return gen()
 
 
+def torch_batches(loader: Any, *, workers: int) -> Iterable[Any] | None:
+    """The loader through ``torch.utils.data.DataLoader`` with ``workers`` processes."""
+    torch = import_if_available("torch")
+    if torch is None:
+        return None
+    return torch.utils.data.DataLoader(loader.torch(), batch_size=None, num_workers=workers,
+                                       prefetch_factor=4)
+
+
 # -- 3. feed rate --------------------------------------------------------------------------
 def rate(batches: Iterable[Any], column: str = "id") -> tuple[float, int, float]:
     """(rows/s after the first batch, rows, seconds to the first batch) of draining
@@ -283,6 +307,8 @@ def section_feed(paths: list[str], root: Path, args: argparse.Namespace) -> None
                     output="arrow"))
     add("lakekit loader, shuffled (arrow)", window_loader(data, columns=cols, output="arrow"))
     add("lakekit loader, shuffled (numpy)", window_loader(data, columns=cols, output="numpy"))
+    add("lakekit loader.torch(), shuffled, DataLoader(num_workers=2)",
+        torch_batches(window_loader(data, columns=cols), workers=2))
     add(f"HF datasets streaming, no shuffle (first {args.baseline_rows:,} rows)",
         hf_batches(paths, args.baseline_rows, shuffle=False, columns=cols))
     add(f"HF datasets streaming, shuffle(1000) (first {args.baseline_rows:,} rows)",
@@ -361,6 +387,8 @@ def section_stall(paths: list[str], root: Path, args: argparse.Namespace) -> Non
     readers: list[tuple[str, Callable[[], Iterable[Any] | None]]] = [
         ("lakekit loader, shuffled (numpy)",
          lambda: window_loader(data, columns=cols, output="numpy")),
+        ("lakekit loader.torch(), DataLoader(num_workers=2)",
+         lambda: torch_batches(window_loader(data, columns=cols), workers=2)),
         ("HF datasets streaming, shuffle(1000)",
          lambda: hf_batches(paths, 10**9, shuffle=True, columns=cols)),
         ("Ray iter_batches, local shuffle 65,536",
