@@ -33,6 +33,8 @@ lakekit imports it.
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -173,7 +175,7 @@ class TorchDataset(IterableDataset):
         self._position = int(loader.position)  # main process: next batch to consume
         self._next: int | None = None  # in a worker: the next batch this worker produces
         self._done = self._position  # in a worker: position after its last batch
-        self._resumed: dict[str, Any] | None = None  # a worker state to resume from
+        self._pid = os.getpid()  # the process whose loader this is (see _own_loader)
 
     # -- the loader's view -------------------------------------------------------------
     @property
@@ -194,7 +196,7 @@ class TorchDataset(IterableDataset):
         """Start ``epoch`` (call before each pass, as with ``DistributedSampler``)."""
         self._loader.set_epoch(epoch)
         self._position = int(self._loader.position)
-        self._next, self._done, self._resumed = None, self._position, None
+        self._next, self._done = None, self._position
 
     def __repr__(self) -> str:
         return (f"TorchDataset(epoch={self._loader.epoch}, position={self._position}, "
@@ -216,6 +218,7 @@ class TorchDataset(IterableDataset):
                 yield batch
             return
         n, w = int(info.num_workers), int(info.id)
+        self._own_loader()
         first = self._first_index(w, n)
         indices = range(first, total, n)
         batches = self._loader.batches(start=first, worker=first % n, num_workers=n,
@@ -223,6 +226,17 @@ class TorchDataset(IterableDataset):
         for i, batch in zip(indices, batches, strict=True):
             self._next, self._done = i + n, i + 1
             yield batch
+
+    def _own_loader(self) -> None:
+        """In a forked DataLoader worker, rebuild the loader as a spawned worker would get it.
+
+        A fork copies the parent's open filesystems as they are, and s3fs / gcsfs (fsspec's
+        async filesystems) refuse to run in a fork ("not fork-safe"); a pickle round trip
+        re-creates them from their options, in this process.
+        """
+        if self._pid != os.getpid():
+            self._loader = pickle.loads(pickle.dumps(self._loader))
+            self._pid = os.getpid()
 
     def _first_index(self, worker: int, num_workers: int) -> int:
         if self._next is None:

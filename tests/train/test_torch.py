@@ -190,3 +190,31 @@ def test_to_tensors_stacks_equal_lists_and_names_a_ragged_column() -> None:
     ragged[:] = [np.array([1, 2]), np.array([3])]
     with pytest.raises(FormatError, match="'tokens'"):
         to_tensors({"tokens": ragged})
+
+
+@pytest.mark.s3
+def test_workers_read_from_s3_and_resume(s3_bucket: str, s3_options: dict[str, Any],
+                                          data: Path) -> None:
+    """The loader (and its S3 filesystem) pickled into forked DataLoader workers, on moto."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3", **s3_options)
+    for path in sorted(data.iterdir()):
+        fs.put(str(path), f"{s3_bucket}/train/{path.name}")
+
+    def s3_loader() -> Any:
+        return lk.dataset(f"s3://{s3_bucket}/train", storage_options=s3_options).loader(
+            ["id"], batch_size=BATCH, seed=SEED, rank=0, world_size=1)
+
+    ref = _reference(data)
+    sdl = StatefulDataLoader(s3_loader().torch(), batch_size=None, num_workers=2)
+    got = []
+    for batch in sdl:
+        got.append(batch["id"].tolist())
+        if len(got) == 6:
+            break
+    state = sdl.state_dict()
+    del sdl
+    again = StatefulDataLoader(s3_loader().torch(), batch_size=None, num_workers=2)
+    again.load_state_dict(state)
+    assert got + _ids(again) == ref
