@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from lakekit.errors import ConfigError, DataChangedError, NotFoundError
+from lakekit.errors import ConfigError, DataChangedError
 from lakekit.io.filters import Filter
 from lakekit.train.describe import LoaderPlan, describe_plan
 from lakekit.train.order import EpochOrder
@@ -262,7 +262,7 @@ class Loader:
         piece = self._plan.pieces[u]
         try:
             table = self._dataset.read_piece(piece, self._columns, filter=self._filter)
-        except NotFoundError as exc:
+        except FileNotFoundError as exc:  # lakekit's NotFoundError, or pyarrow's on local disk
             raise missing_shard(self._describe_unit(u), exc) from None
         return table.combine_chunks()
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from lakekit.errors import DataChangedError, NotFoundError
+from lakekit.errors import DataChangedError
 from lakekit.train.order import EpochOrder, Segment
 from lakekit.train.units import Plan
 
@@ -186,8 +186,10 @@ class BatchReader:
         return grouped.take(pa.array(inverse))
 
 
-def missing_shard(describe: str, exc: NotFoundError) -> DataChangedError:
+def missing_shard(describe: str, exc: OSError) -> DataChangedError:
+    """The error for a unit whose file is gone (``exc``'s first line says how it failed)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return DataChangedError(
-        f"{describe} disappeared mid-epoch ({exc}); the epoch cannot go on exactly: restore "
+        f"{describe} disappeared mid-epoch ({first}); the epoch cannot go on exactly: restore "
         "the file, or train on a pinned table version (version= / tag=) that still has it"
     )
