@@ -239,10 +239,15 @@ class Loader:
         reader = BatchReader(self._plan, order, self._read_unit, schema=self._schema,
                              prefetch=PREFETCH_UNITS, chunk_rows=self._chunk_rows,
                              describe_unit=self._describe_unit)
-        got = reader.batches(self._positions(i) for i in indexes)
+        got = reader.chunks(self._positions(i) for i in indexes)
+        numbers = iter(indexes)
         try:
-            for i, batch in zip(indexes, got, strict=False):
-                yield i, self._convert(batch, output)
+            for rows, sizes in got:
+                converted = self._convert(rows, output)
+                at = 0
+                for n in sizes:
+                    yield next(numbers), _slice(converted, at, n)
+                    at += n
         finally:
             got.close()
 
@@ -391,6 +396,13 @@ class Loader:
         from lakekit.train.torch import TorchDataset
 
         return TorchDataset(self)
+
+
+def _slice(batch: Any, start: int, n: int) -> Any:
+    """Rows ``start .. start + n`` of a converted chunk (views, no copy)."""
+    if isinstance(batch, dict):
+        return {k: v[start:start + n] for k, v in batch.items()}
+    return batch.slice(start, n)
 
 
 def to_numpy(column: pa.ChunkedArray) -> np.ndarray:

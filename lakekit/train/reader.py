@@ -30,7 +30,7 @@ from lakekit.train.units import Plan
 __all__ = ["CHUNK_ROWS", "BatchReader", "SlotPool", "as_arrow", "fixed_width", "missing_shard",
            "prefetch_units"]
 
-CHUNK_ROWS = 4096  # rows located and gathered at once (whole batches; at least one)
+CHUNK_ROWS = 16384  # rows located and gathered at once (whole batches; at least one)
 MAX_PREFETCH = 64  # units read ahead at most
 LOOKAHEAD_CHUNKS = 3  # chunks located ahead, to know which units to read ahead
 
@@ -233,12 +233,13 @@ class BatchReader:
         return int(self._plan.rows[self._resident].sum())
 
     # -- batches --------------------------------------------------------------------------
-    def batches(self, positions: Iterator[np.ndarray]
-                ) -> Generator[dict[str, np.ndarray] | pa.Table, None, None]:
-        """One batch per array of positions: a dict of numpy arrays (slot pool) or a table.
+    def chunks(self, positions: Iterator[np.ndarray]) -> Generator[
+            tuple[dict[str, np.ndarray] | pa.Table, list[int]], None, None]:
+        """The rows of consecutive batches (arrays of positions), ``chunk_rows`` at a time:
+        a dict of numpy arrays (slot pool) or a table, and the batches' sizes in it.
 
-        Batches are located and gathered ``CHUNK_ROWS`` rows at a time (one fancy index per
-        column for several batches), then handed out one by one.
+        Located and gathered a chunk at a time (one fancy index per column for several
+        batches), so that the cost per batch is a slice.
         """
         ahead: deque[tuple[list[int], np.ndarray, np.ndarray, float]] = deque()
         source = iter(positions)
@@ -269,14 +270,7 @@ class BatchReader:
                     if len(missing):
                         for u in np.unique(missing):
                             self._load(pool, int(u))
-                    gathered = self._gather(units, rows)
-                    at = 0
-                    for n in sizes:
-                        if isinstance(gathered, dict):
-                            yield {k: v[at:at + n] for k, v in gathered.items()}
-                        else:
-                            yield gathered.slice(at, n)
-                        at += n
+                    yield self._gather(units, rows), sizes
                     self._drop(reached)
             finally:
                 for fut in self._pending.values():
