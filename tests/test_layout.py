@@ -20,7 +20,7 @@ PACKAGE = ROOT / "lakekit"
 DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 500
 LONG_REASON = "Longer than 500 lines because"
-SHARED_PRIVATE = {"lakekit._deps", "lakekit._html"}  # top-level helpers any package may use
+SHARED_PRIVATE = {"lakekit._deps", "lakekit._html", "lakekit._svg"}  # top-level helpers any package may use
 
 
 # -- reading the package --------------------------------------------------------------------

@@ -25,12 +25,13 @@ from lakekit._html import (
     short,
     text_cell,
 )
+from lakekit._svg import series_svg
 from lakekit.quality.durations import format_duration
 
 if TYPE_CHECKING:
     from lakekit.quality.report import CheckResult, QualityReport
 
-__all__ = ["observed_text", "report_html", "threshold_text"]
+__all__ = ["anomaly_chart", "observed_text", "report_html", "threshold_text"]
 
 _SHOWN_CASES = 20
 _ZERO_TAIL = re.compile(r"(?<=[dhm])00[hms]$")
@@ -95,6 +96,12 @@ def observed_text(result: CheckResult) -> str:
         return _rows(int(value))
     if result.name == "schema" and _number(value):
         return _failures(int(value))
+    if result.name == "completeness" and _number(value):
+        return f"{value:.2%}"
+    if result.name == "volume_anomaly" and _number(value):
+        return _rows(int(value))
+    if result.name == "schema_drift" and _number(value):
+        return f"{int(value)} change" + ("" if value == 1 else "s")
     return _plain(value)
 
 
@@ -126,7 +133,36 @@ def threshold_text(result: CheckResult) -> str:
             return f"<= {_rows(int(high))}"
     if result.name == "schema" and _number(value):
         return _failures(int(value))
+    if result.name == "completeness" and _number(value):
+        warn = result.details.get("warn_ratio")
+        return f">= {value:.2%}" + (f", warn {warn:.2%}" if _number(warn) else "")
+    if result.name == "volume_anomaly" and isinstance(value, Mapping):
+        low, high = value.get("low"), value.get("high")
+        if _number(low) and _number(high):
+            return f"{low:,.0f}\u2013{_rows(round(high))}"
     return _plain(value)
+
+
+def anomaly_chart(result: CheckResult) -> str:
+    """The series of a ``volume_anomaly`` result as inline SVG: the rows per period, the
+    expected band and the observed (last) point in its status colour; ``""`` otherwise.
+
+    Examples
+    --------
+    >>> from lakekit.quality.report import CheckResult
+    >>> series = [{"start": f"d{i}", "rows": 10} for i in range(4)]
+    >>> r = CheckResult("volume_anomaly", "fail", 10, {"low": 1, "high": 5}, "",
+    ...                 {"series": series, "expected_low": 1, "expected_high": 5})
+    >>> anomaly_chart(r).startswith("<svg")
+    True
+    """
+    series = result.details.get("series")
+    if result.name != "volume_anomaly" or not isinstance(series, list) or not series:
+        return ""
+    low, high = result.details.get("expected_low"), result.details.get("expected_high")
+    band = (float(low), float(high)) if _number(low) and _number(high) else None
+    return series_svg([p["rows"] for p in series], labels=[p["start"] for p in series],
+                      band=band, marked=len(series) - 1, status=result.status, unit=" rows")
 
 
 def _check_row(result: CheckResult) -> str:
@@ -156,6 +192,15 @@ def _cases(report: QualityReport) -> str:
     )
 
 
+def _charts(report: QualityReport) -> str:
+    charts = [(r, anomaly_chart(r)) for r in report.results]
+    return "".join(
+        f"<div>{esc(r.details.get('period', ''))} rows added, expected band and observed "
+        f"period ({coloured(esc(r.status), r.status)}):<br>{svg}</div>"
+        for r, svg in charts if svg
+    )
+
+
 def report_html(report: QualityReport) -> str:
     """HTML for ``report._repr_html_``: the verdict, a row per check, the failure cases."""
     head = header_row(["check", "status", "observed", "threshold", "message"],
@@ -165,5 +210,5 @@ def report_html(report: QualityReport) -> str:
         f"{coloured(report.status.upper(), report.status, bold=True)} "
         f"<code>{esc(report.source)}</code>"
         f"<table>{head}{''.join(_check_row(r) for r in report.results)}</table>"
-        f"{_cases(report)}</div>"
+        f"{_charts(report)}{_cases(report)}</div>"
     )
