@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -26,7 +25,7 @@ from lakekit._html import (
     text_cell,
 )
 from lakekit._svg import series_svg
-from lakekit.quality.durations import format_duration
+from lakekit.quality.durations import short_duration
 
 if TYPE_CHECKING:
     from lakekit.quality.report import CheckResult, QualityReport
@@ -34,18 +33,17 @@ if TYPE_CHECKING:
 __all__ = ["anomaly_chart", "observed_text", "report_html", "threshold_text"]
 
 _SHOWN_CASES = 20
-_ZERO_TAIL = re.compile(r"(?<=[dhm])00[hms]$")
 
 
 def _age(seconds: float) -> str:
-    """A duration as :func:`format_duration` writes it, less a zero tail (``1h``, not ``1h00m``).
+    """A duration as ``format_duration`` writes it, less a zero tail (``1h``, not ``1h00m``).
 
     Examples
     --------
     >>> _age(3600.0), _age(61.064), _age(5400)
     ('1h', '1m01s', '1h30m')
     """
-    return _ZERO_TAIL.sub("", format_duration(timedelta(seconds=seconds)))
+    return short_duration(timedelta(seconds=seconds))
 
 
 def _rows(n: int) -> str:

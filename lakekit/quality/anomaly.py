@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from lakekit.errors import ConfigError
-from lakekit.quality.durations import format_duration, parse_duration
+from lakekit.quality.durations import parse_duration, short_duration
 from lakekit.quality.report import CheckResult, Status
 from lakekit.quality.sources import Source, guard
 
@@ -93,7 +93,7 @@ class VolumeAnomaly:
         if samples < _MIN_SAMPLES:
             what = "same-weekday" if self.season == 7 else "same-hour"
             raise ConfigError(
-                f"VolumeAnomaly lookback={self.lookback} periods of {format_duration(period)} "
+                f"VolumeAnomaly lookback={self.lookback} periods of {short_duration(period)} "
                 f"holds {samples} {what} period(s); give lookback >= "
                 f"{_MIN_SAMPLES * self.season} or seasonal=False"
             )
@@ -163,7 +163,7 @@ def check_volume_anomaly(source: Source, check: VolumeAnomaly, *, now: datetime)
     label = _label(observed_start, period)
     labels = [_label(start + i * period, period) for i in range(len(rows))]
     details: dict[str, Any] = {
-        "period": format_duration(period), "period_start": observed_start.isoformat(),
+        "period": short_duration(period), "period_start": observed_start.isoformat(),
         "lookback": check.lookback, "sensitivity": check.sensitivity,
         "warn_sensitivity": check.warn_sensitivity, "season": check.season,
         "commits_read": commits, "method": "delta_log",

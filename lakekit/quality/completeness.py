@@ -22,6 +22,8 @@ from lakekit.quality.sources import Source, guard
 
 __all__ = ["Completeness", "NullCounts", "check_completeness", "null_counts"]
 
+_FileNeed = tuple[str, int | None, list[str], int | None]  # path, size, columns, rows
+
 _METHOD_TEXT = {
     "delta_stats": "from Delta log statistics, no data file read",
     "parquet_footer": "from parquet footer statistics, no data read",
@@ -222,7 +224,7 @@ def _files_counts(source: Source, columns: list[str]) -> NullCounts:
         return _scan_counts(ds, columns, files=len(entries))
     parts = [c for c in columns if c in ds.partition_schema.names]
     plain = [c for c in columns if c not in parts]
-    files = [(e.path, e.size, plain, None) for e in entries]
+    files: list[_FileNeed] = [(e.path, e.size, plain, None) for e in entries]
     file_rows, nulls, footers, scanned = _footer_or_scan(source, files)
     for c in parts:  # a partition value that is missing makes its file's rows null
         nulls[c] = sum(rows for e, rows in zip(entries, file_rows, strict=True)
@@ -235,7 +237,7 @@ def _files_counts(source: Source, columns: list[str]) -> NullCounts:
 # -- footers, then scans ----------------------------------------------------------------
 
 def _footer_or_scan(
-    source: Source, files: list[tuple[str, int | None, list[str], int | None]]
+    source: Source, files: list[_FileNeed]
 ) -> tuple[list[int], dict[str, int], int, int]:
     """For each ``(path, size, columns, rows)``: nulls from the footer, else a scan.
 
@@ -251,7 +253,7 @@ def _footer_or_scan(
     assert location is not None
     pf = ParquetFiles(location)
 
-    def footer(item: tuple[str, int | None, list[str], int | None]) -> Any:
+    def footer(item: _FileNeed) -> Any:
         return pf.open(FileEntry(item[0], item[1]), None, keep_tail=False).metadata
 
     file_rows: list[int] = []
