@@ -170,9 +170,11 @@ def check_volume_anomaly(source: Source, check: VolumeAnomaly, *, now: datetime)
         "series": [{"start": lb, "rows": r} for lb, r in zip(labels, rows, strict=True)],
     }
     how = f"from the Delta log, {commits} commits, no data read"
-    if first_time is None or first_time > start:
-        have = 0 if first_time is None else max(0, int((end - first_time) // period))
-        ready = (first_time or now) + (check.lookback + 1) * period
+    if first_time is None or first_time >= start + period:  # the first period is covered
+        began = end if first_time is None else datetime.fromtimestamp(
+            (first_time.timestamp() // seconds) * seconds, tz=timezone.utc)
+        have = max(0, int((end - began) // period))
+        ready = began + (check.lookback + 1) * period
         message = (f"{label}: {observed:,} rows added; too little history for a baseline: "
                    f"{have} of the {check.lookback + 1} periods needed (lookback="
                    f"{check.lookback} + the observed one); the check can judge from about "
