@@ -124,7 +124,7 @@ def threshold_text(result: CheckResult) -> str:
     if result.name == "volume" and isinstance(value, Mapping):
         low, high = value.get("min_rows"), value.get("max_rows")
         if _number(low) and _number(high):
-            return f"{int(low):,}\u2013{_rows(int(high))}"
+            return _row_range(low, high)
         if _number(low):
             return f">= {_rows(int(low))}"
         if _number(high):
@@ -137,8 +137,12 @@ def threshold_text(result: CheckResult) -> str:
     if result.name == "volume_anomaly" and isinstance(value, Mapping):
         low, high = value.get("low"), value.get("high")
         if _number(low) and _number(high):
-            return f"{low:,.0f}\u2013{_rows(round(high))}"
+            return _row_range(low, high)
     return _plain(value)
+
+
+def _row_range(low: float, high: float) -> str:
+    return f"{round(low):,}\u2013{_rows(round(high))}"
 
 
 def anomaly_chart(result: CheckResult) -> str:

@@ -44,18 +44,10 @@ def read_history(location: Location, latest: int, limit: int | None = None) -> l
     if not versions:
         return []
     paths = {_log_path(location, v): v for v in versions}
-    fs = location.fs
-    # fsspec checks a list of paths against its listings cache first: a listing made
-    # before the newest commits (any find() of the table) would hide them
-    fs.invalidate_cache(f"{location.path.rstrip('/')}/_delta_log")
-    raw: dict[str, Any] = retry_call(
-        lambda: _cat_commits(fs, list(paths)), what=f"{location.url}: reading the Delta log",
-    )
-    found = {fs._strip_protocol(p): data for p, data in raw.items()
-             if isinstance(data, bytes)}
+    found = _fetch(location, list(paths))
     commits = []
     for path, version in paths.items():
-        data = found.get(fs._strip_protocol(path))
+        data = found.get(path)
         if data is None:
             continue
         info = _commit_info(data, location, version)
@@ -63,6 +55,20 @@ def read_history(location: Location, latest: int, limit: int | None = None) -> l
             info["timestamp"] = _mtime_millis(location, path)
         commits.append(Commit.from_delta({**info, "version": version}))
     return commits
+
+
+def _fetch(location: Location, paths: list[str]) -> dict[str, bytes]:
+    """The bytes of the commit files ``paths`` that exist, by path, fetched in one batch."""
+    fs = location.fs
+    # fsspec checks a list of paths against its listings cache first: a listing made
+    # before the newest commits (any find() of the table) would hide them
+    fs.invalidate_cache(f"{location.path.rstrip('/')}/_delta_log")
+    raw: dict[str, Any] = retry_call(
+        lambda: _cat_commits(fs, paths), what=f"{location.url}: reading the Delta log",
+    )
+    found = {fs._strip_protocol(p): data for p, data in raw.items()
+             if isinstance(data, bytes)}
+    return {p: found[fs._strip_protocol(p)] for p in paths if fs._strip_protocol(p) in found}
 
 
 def _cat_commits(fs: Any, paths: list[str]) -> dict[str, Any]:
@@ -167,15 +173,10 @@ def read_row_changes(location: Location, latest: int, *, since: datetime | None 
 def _read_commits(location: Location, lo: int, hi: int) -> list[tuple[int, dict[str, Any]]]:
     """Versions ``hi`` down to ``lo``, parsed, stopping at the first commit file gone."""
     paths = {_log_path(location, v): v for v in range(hi, lo - 1, -1)}
-    fs = location.fs
-    fs.invalidate_cache(f"{location.path.rstrip('/')}/_delta_log")
-    raw: dict[str, Any] = retry_call(
-        lambda: _cat_commits(fs, list(paths)), what=f"{location.url}: reading the Delta log",
-    )
-    found = {fs._strip_protocol(p): data for p, data in raw.items() if isinstance(data, bytes)}
+    found = _fetch(location, list(paths))
     out = []
     for path, version in paths.items():
-        data = found.get(fs._strip_protocol(path))
+        data = found.get(path)
         if data is None:
             break
         commit = _row_actions(data, location, version)
