@@ -260,7 +260,7 @@ def build_daily_table(uri: str, days: int, rows_per_day: int) -> datetime:
 
 
 def section_anomaly(root: Path, quick: bool) -> None:
-    days, per_day, repeat = (60, 1_000, 3) if quick else (365, 10_000, 7)
+    days, per_day, repeat = (60, 1_000, 3) if quick else (365, 50_000, 7)
     uri = str(root / "daily")
     start = time.perf_counter()
     build_daily_table(uri, days, per_day)

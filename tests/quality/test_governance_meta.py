@@ -317,3 +317,4 @@ def test_airflow_operator_takes_check_objects_and_dicts(
                                checks=[{"check": "completeness", "column": "n"}])
     with pytest.raises(AirflowFailException, match="unknown keys"):
         bad.execute({"ti": TaskInstance()})
+
