@@ -134,7 +134,8 @@ def read_row_changes(location: Location, latest: int, *, since: datetime | None 
     Versions ``latest, latest - 1, ...`` are read in batches until one is committed before
     ``since``, ``limit`` versions are read, or a commit file is gone (log retention). The
     rows of a removed file come from the ``add`` that created it; one added before the
-    first commit read is looked up in the snapshot just before it (one log load).
+    first commit read is looked up in the snapshot before the first commit removing such a
+    file (one log load).
     """
     parsed: list[tuple[int, dict[str, Any]]] = []
     hi = latest
@@ -152,10 +153,12 @@ def read_row_changes(location: Location, latest: int, *, since: datetime | None 
     rows_of: dict[str, int] = {}
     for _, commit in parsed:  # every file added in the versions read
         rows_of.update({p: n for p, n in commit["adds"] if n is not None})
-    first = parsed[0][0] if parsed else 0
-    if first > 0 and any(n is None and p not in rows_of
-                         for _, c in parsed for p, n in c["removes"]):
-        rows_of = {**_snapshot_rows(location, first - 1), **rows_of}
+    unresolved = [v for v, c in parsed
+                  if any(n is None and p not in rows_of for p, n in c["removes"])]
+    if unresolved and unresolved[0] > 0:
+        # files added before the first commit read, all live just before the first
+        # commit that removes one of them
+        rows_of = {**_snapshot_rows(location, unresolved[0] - 1), **rows_of}
     out = []
     for version, commit in parsed:
         unknown = sum(1 for _, n in commit["adds"] if n is None)
@@ -231,15 +234,20 @@ def _file_rows(action: dict[str, Any]) -> int | None:
 
 
 def _snapshot_rows(location: Location, version: int) -> dict[str, int]:
-    """Each data file of ``version`` and its live rows (from the snapshot's log)."""
+    """Each data file of ``version`` and its live rows (from the snapshot's log); ``{}``
+    when the log no longer holds that version."""
     import pyarrow as pa
     from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
 
-    dt = retry_call(
-        lambda: DeltaTable(location.delta_uri(), version=version,
-                           storage_options=location.delta_storage_options() or None),
-        what=f"{location.url}: loading version {version}",
-    )
+    try:
+        dt = retry_call(
+            lambda: DeltaTable(location.delta_uri(), version=version,
+                               storage_options=location.delta_storage_options() or None),
+            what=f"{location.url}: loading version {version}",
+        )
+    except DeltaError:  # that version cannot be loaded any more (its log is gone)
+        return {}
     actions = pa.table(dt.get_add_actions(flatten=True))
     rows = actions.column("num_records").to_pylist()
     cards = [0] * actions.num_rows

@@ -318,3 +318,19 @@ def test_airflow_operator_takes_check_objects_and_dicts(
     with pytest.raises(AirflowFailException, match="unknown keys"):
         bad.execute({"ti": TaskInstance()})
 
+
+
+def test_rows_removed_are_found_when_the_early_log_is_gone(tmp_path: Path) -> None:
+    from lakekit.tables.history import read_row_changes
+
+    table = lk.Table(tmp_path / "t")
+    for i in range(12):  # lakekit tables checkpoint every 10 commits
+        table.write(pa.table({"n": pa.array(range(10 + i), pa.int64())}))
+    table.delete("n >= 5")  # rewrites every file: removes of files added in versions 0..11
+    for v in range(6):  # log retention took the first commits
+        (tmp_path / "t" / "_delta_log" / f"{v:020d}.json").unlink()
+    changes = read_row_changes(table.location, table.version)
+    assert [c.version for c in changes] == list(range(6, 13))
+    deleted = changes[-1]
+    assert (deleted.rows_removed - deleted.rows_added, deleted.unknown_files) == (
+        sum(10 + i - 5 for i in range(12)), 0)
