@@ -291,6 +291,7 @@ def test_cli_runs_the_metadata_checks(daily: tuple[lk.Table, datetime], cli: Any
     assert code == 2 and "between 0 and 1" in err
 
 
+@pytest.mark.slow  # importing Airflow: about 5 s
 def test_airflow_operator_takes_check_objects_and_dicts(
         daily: tuple[lk.Table, datetime]) -> None:
     pytest.importorskip("airflow")
