@@ -152,6 +152,11 @@ def test_completeness_bad_input_says_what_to_change(tmp_path: Path) -> None:
         lk.Completeness("email", min_ratio=95)
     with pytest.raises(ConfigError, match="warn_ratio"):
         lk.Completeness("email", min_ratio=0.9, warn_ratio=0.8)
+    # JSONL has no statistics: a scan of the asked columns
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "a.jsonl").write_text('{"a": 1}\n{"a": null}\n{"a": 3}\n')
+    r = lk.check(str(tmp_path / "js"), checks=[lk.Completeness("a", min_ratio=0.5)]).results[0]
+    assert (r.status, r.details["nulls"], r.details["method"]) == ("pass", 1, "scan")
     # an in-memory frame is answered by polars
     frame = pl.from_arrow(people(100, 8))
     r = lk.check(frame, checks=[lk.Completeness("email", min_ratio=0.0)]).results[0]
