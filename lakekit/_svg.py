@@ -31,6 +31,7 @@ def series_svg(
     labels: Sequence[str],
     band: tuple[float, float] | None = None,
     marked: int | None = None,
+    compared: Sequence[int] = (),
     status: str = "pass",
     width: int = 360,
     height: int = 90,
@@ -51,6 +52,9 @@ def series_svg(
         ``(low, high)``: the expected range, drawn as a shaded strip.
     marked
         The index of the point to mark (the observed one).
+    compared
+        Indexes of the points it was compared with (drawn a little larger, in the band's
+        colour).
     status
         ``"pass"``, ``"warn"`` or ``"fail"``: the colour of the marked point.
     unit
@@ -85,8 +89,9 @@ def series_svg(
                  "stroke-width='1.2'/>")
     for i, (v, label) in enumerate(zip(values, labels, strict=True)):
         is_marked = i == marked
-        colour = STATUS_COLOURS.get(status, _LINE) if is_marked else _LINE
-        radius = 3.5 if is_marked else 1.6
+        colour = STATUS_COLOURS.get(status, _LINE) if is_marked else (
+            _BAND if i in compared else _LINE)
+        radius = 3.5 if is_marked else 2.4 if i in compared else 1.6
         parts.append(f"<circle cx='{x(i):.1f}' cy='{y(float(v)):.1f}' r='{radius}' "
                      f"fill='{colour}'><title>{esc(label)}: {esc(_num(v))}{esc(unit)}"
                      "</title></circle>")

@@ -147,7 +147,8 @@ def _row_range(low: float, high: float) -> str:
 
 def anomaly_chart(result: CheckResult) -> str:
     """The series of a ``volume_anomaly`` result as inline SVG: the rows per period, the
-    expected band and the observed (last) point in its status colour; ``""`` otherwise.
+    expected band, the periods compared with (same weekday / hour) and the observed (last)
+    point in its status colour; ``""`` otherwise.
 
     Examples
     --------
@@ -163,8 +164,13 @@ def anomaly_chart(result: CheckResult) -> str:
         return ""
     low, high = result.details.get("expected_low"), result.details.get("expected_high")
     band = (float(low), float(high)) if _number(low) and _number(high) else None
+    last, season = len(series) - 1, result.details.get("season")
+    baseline = result.details.get("baseline")
+    compared = [last - k * season for k in range(1, len(baseline) + 1)] if isinstance(
+        season, int) and isinstance(baseline, list) else []
     return series_svg([p["rows"] for p in series], labels=[p["start"] for p in series],
-                      band=band, marked=len(series) - 1, status=result.status, unit=" rows")
+                      band=band, marked=last, compared=compared, status=result.status,
+                      unit=" rows")
 
 
 def _check_row(result: CheckResult) -> str:

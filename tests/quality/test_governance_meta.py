@@ -260,6 +260,7 @@ def test_volume_anomaly_catches_the_drop_and_the_spike_and_passes_normal_weeks(
     assert report.status == "pass", report.summary()
     html = report._repr_html_()
     assert html.count("<svg") == 1 and "expected" in html and "#1a7f37" in html
+    assert html.count("r='2.4'") == 4  # the four same-weekday periods compared with
     assert len(report.results[0].details["series"]) == 29
     assert "rows per version" in table._repr_html_()
 
