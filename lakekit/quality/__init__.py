@@ -7,7 +7,10 @@ Examples
 ...                   freshness=lk.Freshness(column="event_time", max_age="1h"))
 """
 
+from lakekit.quality.anomaly import VolumeAnomaly
 from lakekit.quality.check import check
+from lakekit.quality.completeness import Completeness
+from lakekit.quality.drift import SchemaDrift
 from lakekit.quality.freshness import Freshness
 from lakekit.quality.report import CheckResult, QualityReport
 from lakekit.quality.schemas import available_schemas, load_schema
@@ -15,9 +18,12 @@ from lakekit.quality.volume import Volume
 
 __all__ = [
     "CheckResult",
+    "Completeness",
     "Freshness",
     "QualityReport",
+    "SchemaDrift",
     "Volume",
+    "VolumeAnomaly",
     "available_schemas",
     "check",
     "load_schema",
