@@ -18,7 +18,7 @@ from lakekit import errors
 
 if TYPE_CHECKING:
     from lakekit.io.dataset import Dataset, dataset, load
-    from lakekit.quality import Freshness, QualityReport, Volume
+    from lakekit.quality import Freshness, Pii, QualityReport, Volume
     from lakekit.quality.check import check
     from lakekit.sink import KafkaDeltaSink, SinkStats
     from lakekit.tables import Table
@@ -37,6 +37,7 @@ _LAZY = {
     "dataset": "lakekit.io.dataset",
     "load": "lakekit.io.dataset",
     "Freshness": "lakekit.quality",
+    "Pii": "lakekit.quality",
     "QualityReport": "lakekit.quality",
     "Volume": "lakekit.quality",
     "check": "lakekit.quality",
@@ -57,6 +58,7 @@ __all__ = [
     "Dataset",
     "Freshness",
     "KafkaDeltaSink",
+    "Pii",
     "QualityReport",
     "SinkStats",
     "Table",

@@ -28,6 +28,7 @@ from typing import Any
 from lakekit._deps import import_if_available, import_optional
 from lakekit.errors import ConfigError, LakekitError, NotFoundError
 from lakekit.quality.freshness import Freshness
+from lakekit.quality.pii import Pii
 from lakekit.quality.volume import Volume
 
 import_optional("airflow.sdk", purpose="lakekit.airflow")  # the install hint, before:
@@ -70,6 +71,30 @@ def _volume(value: Any) -> Volume | None:
     raise ConfigError(f"volume must be a lakekit.Volume or a dict; got {type(value).__name__}")
 
 
+def _pii(value: Any) -> Pii | None:
+    if value is None or isinstance(value, Pii):
+        return value
+    if isinstance(value, Mapping):
+        keys = {"columns", "kinds", "max_ratio", "warn_ratio", "sample"}
+        unknown = set(value) - keys
+        if unknown:
+            raise ConfigError(f"pii: unknown keys {sorted(unknown)}; expected "
+                              f"{', '.join(sorted(keys))}")
+        fields: dict[str, Any] = {k: v for k, v in value.items() if v != ""}
+        try:  # templated numbers arrive as text
+            for key in ("max_ratio", "warn_ratio"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = float(fields[key])
+            if isinstance(fields.get("sample"), str):
+                fields["sample"] = None if fields["sample"].lower() == "none" else int(
+                    fields["sample"])
+        except ValueError as exc:
+            raise ConfigError(f"pii: {exc}; max_ratio / warn_ratio take a number between 0 "
+                              "and 1, sample a number of rows or None") from None
+        return Pii(**fields)
+    raise ConfigError(f"pii must be a lakekit.Pii or a dict; got {type(value).__name__}")
+
+
 class QualityCheckOperator(BaseOperator):
     """Run :func:`lakekit.check` as a task.
 
@@ -83,6 +108,9 @@ class QualityCheckOperator(BaseOperator):
         A :class:`lakekit.Freshness` or a dict of its fields (templated).
     volume
         A :class:`lakekit.Volume` or a dict of its fields (templated).
+    pii
+        A :class:`lakekit.Pii` or a dict of its fields (templated): the report in XCom
+        and the task's log hold counts and masked examples only.
     storage_options
         Storage options for ``source`` (not templated, so not rendered in the UI).
     schemas_dir
@@ -108,7 +136,7 @@ class QualityCheckOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source", "schema", "freshness", "volume", "results_table", "scheduler",
+        "source", "schema", "freshness", "volume", "results_table", "scheduler", "pii",
     )
     ui_color = "#d6ecf3"
 
@@ -119,6 +147,7 @@ class QualityCheckOperator(BaseOperator):
         schema: Any = None,
         freshness: Freshness | Mapping[str, Any] | None = None,
         volume: Volume | Mapping[str, Any] | None = None,
+        pii: Pii | Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         schemas_dir: str | None = None,
         sample: int | None = None,
@@ -129,12 +158,14 @@ class QualityCheckOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if schema is None and freshness is None and volume is None:
-            raise ConfigError(f"{self.task_id}: nothing to check: pass schema, freshness or volume")
+        if schema is None and freshness is None and volume is None and pii is None:
+            raise ConfigError(f"{self.task_id}: nothing to check: pass schema, freshness, "
+                              "volume or pii")
         self.source = source
         self.schema = schema
         self.freshness = freshness
         self.volume = volume
+        self.pii = pii
         self.storage_options = dict(storage_options or {})
         self.schemas_dir = schemas_dir
         self.sample = sample
@@ -152,11 +183,13 @@ class QualityCheckOperator(BaseOperator):
         try:
             client = connect(self.engine, self.scheduler or None,
                              purpose=f"{self.task_id}: engine={self.engine!r}")
+            pii = _pii(self.pii)
             report = lk.check(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
                 results_table=self.results_table, engine=self.engine, client=client,
+                checks=[pii] if pii is not None else [],
             )
         except ConfigError as exc:  # a wrong DAG does not get better by retrying
             raise AirflowFailException(f"lakekit check is misconfigured: {exc}") from None

@@ -9,6 +9,7 @@ Examples
 
 from lakekit.quality.check import check
 from lakekit.quality.freshness import Freshness
+from lakekit.quality.pii import Pii
 from lakekit.quality.report import CheckResult, QualityReport
 from lakekit.quality.schemas import available_schemas, load_schema
 from lakekit.quality.volume import Volume
@@ -16,6 +17,7 @@ from lakekit.quality.volume import Volume
 __all__ = [
     "CheckResult",
     "Freshness",
+    "Pii",
     "QualityReport",
     "Volume",
     "available_schemas",
