@@ -183,13 +183,13 @@ class QualityCheckOperator(BaseOperator):
         try:
             client = connect(self.engine, self.scheduler or None,
                              purpose=f"{self.task_id}: engine={self.engine!r}")
-            pii = _pii(self.pii)
+            checks: list[Any] = [] if self.pii is None else [_pii(self.pii)]
             report = lk.check(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
                 results_table=self.results_table, engine=self.engine, client=client,
-                checks=[pii] if pii is not None else [],
+                checks=checks,
             )
         except ConfigError as exc:  # a wrong DAG does not get better by retrying
             raise AirflowFailException(f"lakekit check is misconfigured: {exc}") from None

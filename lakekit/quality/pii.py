@@ -139,7 +139,7 @@ class Pii:
     def _result(self, tally: _Tally, column: str, method: str) -> CheckResult:
         scanned = tally.non_null[column]
         kinds: dict[str, Any] = {}
-        found = []
+        found: list[str] = []
         worst_ratio = 0.0
         for kind in self.kinds:
             count = tally.counts[column][kind]

@@ -131,14 +131,14 @@ def test_bad_input_names_what_to_change(frame: pl.DataFrame) -> None:
         lk.Pii(max_ratio=5)
     with pytest.raises(ConfigError, match="warn_ratio must be a ratio"):
         lk.Pii(max_ratio=0.5, warn_ratio=-0.1)
-    with pytest.raises(ConfigError, match="warn_ratio .* must be below max_ratio"):
+    with pytest.raises(ConfigError, match=r"warn_ratio .* must be below max_ratio"):
         lk.Pii(max_ratio=0.1, warn_ratio=0.2)
     with pytest.raises(ConfigError, match="sample must be a positive number"):
         lk.Pii(sample=0)
     with pytest.raises(ConfigError, match="has no column 'emial'; its string columns: "
                                           "email_text"):
         lk.check(frame, checks=[lk.Pii(columns=["emial"])])
-    with pytest.raises(ConfigError, match="column 'n' .* is i64|column 'n' .* is int64"):
+    with pytest.raises(ConfigError, match=r"column 'n' .* is int64, not a string column"):
         lk.check(frame, checks=[lk.Pii(columns=["email_text", "n"])])
     only_numbers = lk.check(frame.select("n"), checks=[lk.Pii()])
     assert only_numbers.status == "warn"
