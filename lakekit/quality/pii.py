@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakekit.errors import ConfigError
-from lakekit.quality.pii_detect import KINDS, detect
+from lakekit.quality.pii_detect import KINDS, PATTERNS, detect
 from lakekit.quality.report import CheckResult, Status
 from lakekit.quality.sources import Source, guard
 from lakekit.quality.validation import SAMPLE_SEED, _reservoir
@@ -33,6 +33,7 @@ __all__ = ["Pii"]
 log = logging.getLogger(__name__)
 
 _EXAMPLES = 3
+_BATCH_ROWS = 262_144  # sample=None: rows per batch (4x the loaders' default: less re-cutting)
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,15 @@ class _Tally:
         import polars as pl
 
         self.rows += frame.height
-        for c in self.columns:
-            series = frame.get_column(c).cast(pl.String)
+        frame = frame.select(pl.col(c).cast(pl.String) for c in self.columns)
+        hits = frame.select(  # every regex pass in one select: polars runs them in parallel
+            pl.col(c).str.contains(PATTERNS[k]).alias(f"{i}:{k}")
+            for i, c in enumerate(self.columns) for k in self.kinds)
+        for i, c in enumerate(self.columns):
+            series = frame.get_column(c)
             self.non_null[c] += series.len() - series.null_count()
             for kind in self.kinds:
-                found = detect(series, kind)
+                found = detect(series, kind, hit=hits.get_column(f"{i}:{kind}"))
                 self.counts[c][kind] += found.count
                 kept = self.examples[c][kind]
                 kept.extend(e for e in found.examples if e not in kept)
@@ -225,8 +230,8 @@ def _frames(source: Source, columns: list[str], sample: int | None) -> Iterator[
                            redact=source.redact)
         yield sampled
         return
-    batches = guard(lambda: iter(ds.iter_batches(columns=columns)), what=source.label,
-                    redact=source.redact)
+    batches = guard(lambda: iter(ds.iter_batches(columns=columns, batch_size=_BATCH_ROWS)),
+                    what=source.label, redact=source.redact)
     while True:
         batch = guard(lambda: next(batches, None), what=source.label, redact=source.redact)
         if batch is None:

@@ -74,7 +74,7 @@ class Detection:
         return int(self.rows.sum())
 
 
-def detect(series: pl.Series, kind: str) -> Detection:
+def detect(series: pl.Series, kind: str, *, hit: pl.Series | None = None) -> Detection:
     """Find ``kind`` in a string Series: which rows hold one, and masked examples.
 
     Parameters
@@ -83,6 +83,9 @@ def detect(series: pl.Series, kind: str) -> Detection:
         A polars ``String`` Series.
     kind
         One of :data:`KINDS`.
+    hit
+        ``series.str.contains(PATTERNS[kind])`` when the caller has it already (computed
+        for many columns and kinds in one parallel ``select``, say).
 
     Examples
     --------
@@ -94,7 +97,7 @@ def detect(series: pl.Series, kind: str) -> Detection:
     import polars as pl
 
     pattern = PATTERNS[kind]
-    hit = series.str.contains(pattern).fill_null(False)
+    hit = (series.str.contains(pattern) if hit is None else hit).fill_null(False)
     validator = _VALIDATORS.get(kind)
     if validator is None or not hit.any():
         rows = hit
