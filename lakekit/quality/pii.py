@@ -85,7 +85,7 @@ class Pii:
             if not columns or not all(isinstance(c, str) and c for c in columns):
                 raise ConfigError("Pii columns must be a list of column names, or None for "
                                   f"every string column; got {self.columns!r}")
-            object.__setattr__(self, "columns", columns)
+            object.__setattr__(self, "columns", tuple(dict.fromkeys(columns)))
         for name in ("max_ratio", "warn_ratio"):
             value = getattr(self, name)
             if value is None and name == "warn_ratio":
