@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lakekit.errors import ConfigError
-from lakekit.quality.pii_detect import KINDS, PATTERNS, detect
+from lakekit.quality.pii_detect import KINDS, detect_all
 from lakekit.quality.report import CheckResult, Status
 from lakekit.quality.sources import Source, guard
 from lakekit.quality.validation import SAMPLE_SEED, _reservoir
@@ -197,15 +197,10 @@ class _Tally:
         import polars as pl
 
         self.rows += frame.height
-        frame = frame.select(pl.col(c).cast(pl.String) for c in self.columns)
-        hits = frame.select(  # every regex pass in one select: polars runs them in parallel
-            pl.col(c).str.contains(PATTERNS[k]).alias(f"{i}:{k}")
-            for i, c in enumerate(self.columns) for k in self.kinds)
-        for i, c in enumerate(self.columns):
-            series = frame.get_column(c)
+        for c in self.columns:
+            series = frame.get_column(c).cast(pl.String)
             self.non_null[c] += series.len() - series.null_count()
-            for kind in self.kinds:
-                found = detect(series, kind, hit=hits.get_column(f"{i}:{kind}"))
+            for kind, found in detect_all(series, self.kinds).items():
                 self.counts[c][kind] += found.count
                 kept = self.examples[c][kind]
                 kept.extend(e for e in found.examples if e not in kept)

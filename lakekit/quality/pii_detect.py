@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
-__all__ = ["KINDS", "PATTERNS", "Detection", "detect", "luhn_valid", "mask", "mod97_valid"]
+__all__ = [
+    "KINDS", "PATTERNS", "Detection", "detect", "detect_all", "luhn_valid", "mask", "mod97_valid",
+]
 
 # ASCII word boundaries and [0-9]: Unicode \b and \d keep Rust's regex off its fast DFA
 _B = r"(?-u:\b)"
@@ -114,6 +116,36 @@ def detect(series: pl.Series, kind: str, *, hit: pl.Series | None = None) -> Det
             _EXAMPLES).get_column("value")
     return Detection(rows.alias(series.name),
                      [mask(kind, v) for v in found.to_list() if v is not None])
+
+
+def detect_all(series: pl.Series, kinds: Sequence[str]) -> dict[str, Detection]:
+    """:func:`detect` for several kinds: one pass of the union of their patterns over the
+    column, then each kind's pattern over the rows that matched the union only (in text
+    that is mostly free of PII, one pass instead of one per kind).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> s = pl.Series(["ip 10.0.0.1", "nothing", "x@example.org or 10.0.0.2"])
+    >>> {k: d.rows.to_list() for k, d in detect_all(s, ["email", "ipv4"]).items()}
+    {'email': [False, False, True], 'ipv4': [True, False, True]}
+    """
+    import polars as pl
+
+    union = "|".join(f"(?:{PATTERNS[k]})" for k in kinds)
+    candidate = series.str.contains(union).fill_null(False)
+    where = pl.arange(0, series.len(), eager=True, dtype=pl.Int64).filter(candidate)
+    rows = series.filter(candidate)
+    hits = rows.to_frame("s").select(  # polars runs these in parallel
+        pl.col("s").str.contains(PATTERNS[k]).alias(k) for k in kinds)
+    out = {}
+    for kind in kinds:
+        found = detect(rows, kind, hit=hits.get_column(kind))
+        full = pl.repeat(False, series.len(), eager=True, dtype=pl.Boolean)
+        if found.count:
+            full = full.scatter(where.filter(found.rows), True)
+        out[kind] = Detection(full.alias(series.name), found.examples)
+    return out
 
 
 # -- validation of candidates: all candidates at once, as polars columns / numpy matrices ----
