@@ -1,11 +1,14 @@
 """PII detectors: vectorised over a polars string Series, validated where a checksum exists.
 
-Each kind is a regular expression (Rust ``regex``, run by polars on whole columns) and,
-where the kind has one, a validation of each candidate done with polars expressions on
-all candidates at once: the Luhn checksum and the issuer prefixes for card numbers, ISO
-7064 mod-97 for IBANs, the invalid area / group / serial numbers for US SSNs, the digit
-count for phone numbers. No Python code runs per row; only the few examples kept are
-masked in Python (:func:`mask`), and no unmasked value ever leaves this module.
+Each kind is a regular expression (Rust ``regex``, run by polars on whole columns; ASCII
+classes and word boundaries, which keep it on its fast DFA) and, where the kind has one, a
+validation of all candidates at once: the issuer prefixes (polars) and the Luhn checksum
+(numpy, on a matrix of digits) for card numbers, ISO 7064 mod-97 for IBANs (numpy, 9
+digits at a time), the never-issued area / group / serial numbers for US SSNs, the digit
+count for phone numbers. :func:`detect_all` runs one pass of the union of the kinds'
+patterns first, then each kind over the rows that matched. No Python code runs per row;
+only the few examples kept are masked in Python (:func:`mask`), and no unmasked value
+ever leaves this module.
 
 Examples
 --------
