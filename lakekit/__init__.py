@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lakekit.quality import (
         Completeness,
         Freshness,
+        Pii,
         QualityReport,
         SchemaDrift,
         Volume,
@@ -45,6 +46,7 @@ _LAZY = {
     "dataset": "lakekit.io.dataset",
     "load": "lakekit.io.dataset",
     "Freshness": "lakekit.quality",
+    "Pii": "lakekit.quality",
     "QualityReport": "lakekit.quality",
     "Volume": "lakekit.quality",
     "Loader": "lakekit.train",
@@ -71,6 +73,7 @@ __all__ = [
     "Freshness",
     "KafkaDeltaSink",
     "Loader",
+    "Pii",
     "QualityReport",
     "SchemaDrift",
     "SinkStats",

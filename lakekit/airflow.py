@@ -33,6 +33,7 @@ from lakekit.quality.anomaly import VolumeAnomaly
 from lakekit.quality.completeness import Completeness
 from lakekit.quality.drift import SchemaDrift
 from lakekit.quality.freshness import Freshness
+from lakekit.quality.pii import Pii
 from lakekit.quality.protocol import Check
 from lakekit.quality.volume import Volume
 
@@ -79,11 +80,11 @@ def _volume(value: Any) -> Volume | None:
 # checks= given as dicts: {"check": NAME, field: value, ...}; templated numbers are strings
 _CHECKS: dict[str, type[Any]] = {
     "completeness": Completeness, "schema_drift": SchemaDrift,
-    "volume_anomaly": VolumeAnomaly, "freshness": Freshness, "volume": Volume,
+    "volume_anomaly": VolumeAnomaly, "freshness": Freshness, "volume": Volume, "pii": Pii,
 }
 _NUMBERS: dict[str, type[Any]] = {
     "min_ratio": float, "warn_ratio": float, "sensitivity": float, "warn_sensitivity": float,
-    "lookback": int, "min_rows": int, "max_rows": int,
+    "lookback": int, "min_rows": int, "max_rows": int, "max_ratio": float,
 }
 
 
@@ -113,6 +114,28 @@ def _check(value: Any) -> Check:
             fields[k] = v.strip().lower() not in ("false", "0", "no")
     check: Check = cls(**fields)
     return check
+def _pii(value: Any) -> Pii | None:
+    if value is None or isinstance(value, Pii):
+        return value
+    if isinstance(value, Mapping):
+        keys = {"columns", "kinds", "max_ratio", "warn_ratio", "sample"}
+        unknown = set(value) - keys
+        if unknown:
+            raise ConfigError(f"pii: unknown keys {sorted(unknown)}; expected "
+                              f"{', '.join(sorted(keys))}")
+        fields: dict[str, Any] = {k: v for k, v in value.items() if v != ""}
+        try:  # templated numbers arrive as text
+            for key in ("max_ratio", "warn_ratio"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = float(fields[key])
+            if isinstance(fields.get("sample"), str):
+                fields["sample"] = None if fields["sample"].lower() == "none" else int(
+                    fields["sample"])
+        except ValueError as exc:
+            raise ConfigError(f"pii: {exc}; max_ratio / warn_ratio take a number between 0 "
+                              "and 1, sample a number of rows or None") from None
+        return Pii(**fields)
+    raise ConfigError(f"pii must be a lakekit.Pii or a dict; got {type(value).__name__}")
 
 
 class QualityCheckOperator(BaseOperator):
@@ -133,6 +156,9 @@ class QualityCheckOperator(BaseOperator):
         :class:`lakekit.SchemaDrift`, :class:`lakekit.VolumeAnomaly`, or dicts of their
         fields with ``"check"`` naming one (``"completeness"``, ``"schema_drift"``,
         ``"volume_anomaly"``, ``"freshness"``, ``"volume"``).
+    pii
+        A :class:`lakekit.Pii` or a dict of its fields (templated): the report in XCom
+        and the task's log hold counts and masked examples only.
     storage_options
         Storage options for ``source`` (not templated, so not rendered in the UI).
     schemas_dir
@@ -159,6 +185,7 @@ class QualityCheckOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "source", "schema", "freshness", "volume", "results_table", "scheduler", "checks",
+        "pii",
     )
     ui_color = "#d6ecf3"
 
@@ -169,6 +196,7 @@ class QualityCheckOperator(BaseOperator):
         schema: Any = None,
         freshness: Freshness | Mapping[str, Any] | None = None,
         volume: Volume | Mapping[str, Any] | None = None,
+        pii: Pii | Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         schemas_dir: str | None = None,
         sample: int | None = None,
@@ -180,14 +208,16 @@ class QualityCheckOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if schema is None and freshness is None and volume is None and not checks:
+        if (schema is None and freshness is None and volume is None and not checks
+                and pii is None):
             raise ConfigError(f"{self.task_id}: nothing to check: pass schema, freshness, "
-                              "volume or checks")
+                              "volume, pii or checks")
         self.checks = list(checks)
         self.source = source
         self.schema = schema
         self.freshness = freshness
         self.volume = volume
+        self.pii = pii
         self.storage_options = dict(storage_options or {})
         self.schemas_dir = schemas_dir
         self.sample = sample
@@ -205,12 +235,15 @@ class QualityCheckOperator(BaseOperator):
         try:
             client = connect(self.engine, self.scheduler or None,
                              purpose=f"{self.task_id}: engine={self.engine!r}")
+            checks: list[Any] = [_check(c) for c in self.checks]
+            if self.pii is not None:
+                checks.append(_pii(self.pii))
             report = lk.check(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
                 results_table=self.results_table, engine=self.engine, client=client,
-                checks=[_check(c) for c in self.checks],
+                checks=checks,
             )
         except ConfigError as exc:  # a wrong DAG does not get better by retrying
             raise AirflowFailException(f"lakekit check is misconfigured: {exc}") from None

@@ -1,4 +1,4 @@
-"""``lakekit check``: a pandera schema, freshness and volume, one verdict.
+"""``lakekit check``: a pandera schema, freshness, volume and PII (``--pii``), one verdict.
 
 It exits 0 for pass and warn, 1 for fail, 2 for a usage, configuration or access error (one
 line on stderr, raised as a LakekitError and printed by :func:`lakekit.cli.main`).
@@ -45,6 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rows", type=int, default=None, metavar="N", help="fail above N rows")
     p.add_argument("--sample", type=int, default=None, metavar="N",
                    help="validate a deterministic sample of N rows")
+    p.add_argument("--pii", action="store_true",
+                   help="scan string columns for PII (a seeded sample of 100,000 rows; fail "
+                        "on any finding); only masked examples are printed")
+    p.add_argument("--pii-columns", default=None, metavar="A,B",
+                   help="with --pii: the string columns to scan (default: every one)")
+    p.add_argument("--pii-kinds", default=None, metavar="K,K",
+                   help="with --pii: any of email,phone,credit_card,iban,ipv4,ssn (default: all)")
+    p.add_argument("--pii-max-ratio", type=float, default=None, metavar="R",
+                   help="with --pii: fail a column above this share of rows (default 0)")
     p.add_argument("--results-table", default=None, metavar="URI",
                    help="append the report's summary to this Delta table")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
@@ -110,13 +119,13 @@ def _cmd_check(args: argparse.Namespace, options: dict[str, str]) -> int:
     volume = None
     if args.min_rows is not None or args.max_rows is not None:
         volume = lk.Volume(min_rows=args.min_rows, max_rows=args.max_rows)
-    checks = _metadata_checks(args)
+    checks = [*_metadata_checks(args), *_pii(args)]
     if args.schema is None and freshness is None and volume is None and not checks:
         from lakekit.errors import ConfigError
 
         raise ConfigError("nothing to check: give --schema, a freshness option "
                           "(--freshness-column / --max-age), --min-rows / --max-rows, "
-                          "--completeness, --drift-since or --volume-anomaly")
+                          "--completeness, --drift-since, --volume-anomaly or --pii")
     client = _connect(args.engine, args.scheduler)
     try:
         report = lk.check(
@@ -134,6 +143,27 @@ def _cmd_check(args: argparse.Namespace, options: dict[str, str]) -> int:
         print(report.summary())
         _print_failure_cases(report)
     return 1 if report.status == "fail" else 0
+
+
+def _pii(args: argparse.Namespace) -> list[Any]:
+    """``[lk.Pii(...)]`` for ``--pii`` (and its options), else ``[]``."""
+    import lakekit as lk
+    from lakekit.errors import ConfigError
+
+    given = [f for f, v in (("--pii-columns", args.pii_columns), ("--pii-kinds", args.pii_kinds),
+                            ("--pii-max-ratio", args.pii_max_ratio)) if v is not None]
+    if not args.pii:
+        if given:
+            raise ConfigError(f"{', '.join(given)} needs --pii")
+        return []
+    options: dict[str, Any] = {}
+    if args.pii_columns is not None:
+        options["columns"] = [c.strip() for c in args.pii_columns.split(",") if c.strip()]
+    if args.pii_kinds is not None:
+        options["kinds"] = [k.strip() for k in args.pii_kinds.split(",") if k.strip()]
+    if args.pii_max_ratio is not None:
+        options["max_ratio"] = args.pii_max_ratio
+    return [lk.Pii(**options)]
 
 
 def _connect(engine: str | None, address: str | None) -> Any:

@@ -12,6 +12,7 @@ from lakekit.quality.check import check
 from lakekit.quality.completeness import Completeness
 from lakekit.quality.drift import SchemaDrift
 from lakekit.quality.freshness import Freshness
+from lakekit.quality.pii import Pii
 from lakekit.quality.report import CheckResult, QualityReport
 from lakekit.quality.schemas import available_schemas, load_schema
 from lakekit.quality.volume import Volume
@@ -20,6 +21,7 @@ __all__ = [
     "CheckResult",
     "Completeness",
     "Freshness",
+    "Pii",
     "QualityReport",
     "SchemaDrift",
     "Volume",
