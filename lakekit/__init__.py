@@ -18,7 +18,15 @@ from lakekit import errors
 
 if TYPE_CHECKING:
     from lakekit.io.dataset import Dataset, dataset, load
-    from lakekit.quality import Freshness, QualityReport, Volume
+    from lakekit.quality import (
+        Completeness,
+        Freshness,
+        Pii,
+        QualityReport,
+        SchemaDrift,
+        Volume,
+        VolumeAnomaly,
+    )
     from lakekit.quality.check import check
     from lakekit.sink import KafkaDeltaSink, SinkStats
     from lakekit.tables import Table
@@ -38,10 +46,14 @@ _LAZY = {
     "dataset": "lakekit.io.dataset",
     "load": "lakekit.io.dataset",
     "Freshness": "lakekit.quality",
+    "Pii": "lakekit.quality",
     "QualityReport": "lakekit.quality",
     "Volume": "lakekit.quality",
     "Loader": "lakekit.train",
     "check": "lakekit.quality",
+    "Completeness": "lakekit.quality",
+    "SchemaDrift": "lakekit.quality",
+    "VolumeAnomaly": "lakekit.quality",
     "KafkaDeltaSink": "lakekit.sink",
     "SinkStats": "lakekit.sink",
     "Table": "lakekit.tables.table",
@@ -56,16 +68,20 @@ __all__ = [
     "ColumnChange",
     "Commit",
     "CompactResult",
+    "Completeness",
     "Dataset",
     "Freshness",
     "KafkaDeltaSink",
     "Loader",
+    "Pii",
     "QualityReport",
+    "SchemaDrift",
     "SinkStats",
     "Table",
     "TableDiff",
     "VacuumResult",
     "Volume",
+    "VolumeAnomaly",
     "__version__",
     "check",
     "dataset",

@@ -6,9 +6,11 @@
 - :class:`FreshnessSensor` waits, in reschedule mode by default and never longer than its
   ``timeout``, until a table's freshness check no longer fails.
 
-``source``, ``schema``, ``freshness``, ``volume`` and ``results_table`` are templated;
-pass ``freshness`` / ``volume`` as dicts (``{"column": "event_time", "max_age":
-"{{ var.value.max_age }}"}``) to template the thresholds.
+``source``, ``schema``, ``freshness``, ``volume``, ``checks`` and ``results_table`` are
+templated; pass ``freshness`` / ``volume`` as dicts (``{"column": "event_time", "max_age":
+"{{ var.value.max_age }}"}``) to template the thresholds, and ``checks`` as check objects or
+dicts naming the check (``{"check": "completeness", "columns": ["email"], "min_ratio":
+"{{ var.value.min_ratio }}"}``).
 
 Examples
 --------
@@ -27,7 +29,12 @@ from typing import Any
 
 from lakekit._deps import import_if_available, import_optional
 from lakekit.errors import ConfigError, LakekitError, NotFoundError
+from lakekit.quality.anomaly import VolumeAnomaly
+from lakekit.quality.completeness import Completeness
+from lakekit.quality.drift import SchemaDrift
 from lakekit.quality.freshness import Freshness
+from lakekit.quality.pii import Pii
+from lakekit.quality.protocol import Check
 from lakekit.quality.volume import Volume
 
 import_optional("airflow.sdk", purpose="lakekit.airflow")  # the install hint, before:
@@ -70,6 +77,67 @@ def _volume(value: Any) -> Volume | None:
     raise ConfigError(f"volume must be a lakekit.Volume or a dict; got {type(value).__name__}")
 
 
+# checks= given as dicts: {"check": NAME, field: value, ...}; templated numbers are strings
+_CHECKS: dict[str, type[Any]] = {
+    "completeness": Completeness, "schema_drift": SchemaDrift,
+    "volume_anomaly": VolumeAnomaly, "freshness": Freshness, "volume": Volume, "pii": Pii,
+}
+_NUMBERS: dict[str, type[Any]] = {
+    "min_ratio": float, "warn_ratio": float, "sensitivity": float, "warn_sensitivity": float,
+    "lookback": int, "min_rows": int, "max_rows": int, "max_ratio": float,
+}
+
+
+def _check(value: Any) -> Check:
+    if isinstance(value, Check):
+        return value
+    if not isinstance(value, Mapping) or value.get("check") not in _CHECKS:
+        raise ConfigError(f"checks: each must be a lakekit check or a dict with 'check' one of "
+                          f"{', '.join(_CHECKS)}; got {value!r}"[:300])
+    cls = _CHECKS[value["check"]]
+    known = set(cls.__dataclass_fields__) - {"name"}
+    fields = {k: v for k, v in value.items() if k != "check" and v not in ("", None)}
+    unknown = set(fields) - known
+    if unknown:
+        raise ConfigError(f"checks: {value['check']}: unknown keys {sorted(unknown)}; "
+                          f"expected {', '.join(sorted(known))}")
+    for k, v in fields.items():
+        if k in _NUMBERS and isinstance(v, str):
+            try:
+                fields[k] = _NUMBERS[k](v)
+            except ValueError:
+                raise ConfigError(f"checks: {value['check']}: {k} must be a number; "
+                                  f"got {v!r}") from None
+        elif k == "columns" and isinstance(v, str):
+            fields[k] = [c.strip() for c in v.split(",") if c.strip()]
+        elif k == "seasonal" and isinstance(v, str):
+            fields[k] = v.strip().lower() not in ("false", "0", "no")
+    check: Check = cls(**fields)
+    return check
+def _pii(value: Any) -> Pii | None:
+    if value is None or isinstance(value, Pii):
+        return value
+    if isinstance(value, Mapping):
+        keys = {"columns", "kinds", "max_ratio", "warn_ratio", "sample"}
+        unknown = set(value) - keys
+        if unknown:
+            raise ConfigError(f"pii: unknown keys {sorted(unknown)}; expected "
+                              f"{', '.join(sorted(keys))}")
+        fields: dict[str, Any] = {k: v for k, v in value.items() if v != ""}
+        try:  # templated numbers arrive as text
+            for key in ("max_ratio", "warn_ratio"):
+                if isinstance(fields.get(key), str):
+                    fields[key] = float(fields[key])
+            if isinstance(fields.get("sample"), str):
+                fields["sample"] = None if fields["sample"].lower() == "none" else int(
+                    fields["sample"])
+        except ValueError as exc:
+            raise ConfigError(f"pii: {exc}; max_ratio / warn_ratio take a number between 0 "
+                              "and 1, sample a number of rows or None") from None
+        return Pii(**fields)
+    raise ConfigError(f"pii must be a lakekit.Pii or a dict; got {type(value).__name__}")
+
+
 class QualityCheckOperator(BaseOperator):
     """Run :func:`lakekit.check` as a task.
 
@@ -83,6 +151,14 @@ class QualityCheckOperator(BaseOperator):
         A :class:`lakekit.Freshness` or a dict of its fields (templated).
     volume
         A :class:`lakekit.Volume` or a dict of its fields (templated).
+    checks
+        More checks (templated): objects such as :class:`lakekit.Completeness`,
+        :class:`lakekit.SchemaDrift`, :class:`lakekit.VolumeAnomaly`, or dicts of their
+        fields with ``"check"`` naming one (``"completeness"``, ``"schema_drift"``,
+        ``"volume_anomaly"``, ``"freshness"``, ``"volume"``).
+    pii
+        A :class:`lakekit.Pii` or a dict of its fields (templated): the report in XCom
+        and the task's log hold counts and masked examples only.
     storage_options
         Storage options for ``source`` (not templated, so not rendered in the UI).
     schemas_dir
@@ -108,7 +184,8 @@ class QualityCheckOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "source", "schema", "freshness", "volume", "results_table", "scheduler",
+        "source", "schema", "freshness", "volume", "results_table", "scheduler", "checks",
+        "pii",
     )
     ui_color = "#d6ecf3"
 
@@ -119,6 +196,7 @@ class QualityCheckOperator(BaseOperator):
         schema: Any = None,
         freshness: Freshness | Mapping[str, Any] | None = None,
         volume: Volume | Mapping[str, Any] | None = None,
+        pii: Pii | Mapping[str, Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         schemas_dir: str | None = None,
         sample: int | None = None,
@@ -126,15 +204,20 @@ class QualityCheckOperator(BaseOperator):
         fail_on_warn: bool = False,
         engine: str | None = None,
         scheduler: str | None = None,
+        checks: Sequence[Check | Mapping[str, Any]] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if schema is None and freshness is None and volume is None:
-            raise ConfigError(f"{self.task_id}: nothing to check: pass schema, freshness or volume")
+        if (schema is None and freshness is None and volume is None and not checks
+                and pii is None):
+            raise ConfigError(f"{self.task_id}: nothing to check: pass schema, freshness, "
+                              "volume, pii or checks")
+        self.checks = list(checks)
         self.source = source
         self.schema = schema
         self.freshness = freshness
         self.volume = volume
+        self.pii = pii
         self.storage_options = dict(storage_options or {})
         self.schemas_dir = schemas_dir
         self.sample = sample
@@ -152,11 +235,15 @@ class QualityCheckOperator(BaseOperator):
         try:
             client = connect(self.engine, self.scheduler or None,
                              purpose=f"{self.task_id}: engine={self.engine!r}")
+            checks: list[Any] = [_check(c) for c in self.checks]
+            if self.pii is not None:
+                checks.append(_pii(self.pii))
             report = lk.check(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
                 results_table=self.results_table, engine=self.engine, client=client,
+                checks=checks,
             )
         except ConfigError as exc:  # a wrong DAG does not get better by retrying
             raise AirflowFailException(f"lakekit check is misconfigured: {exc}") from None

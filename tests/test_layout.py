@@ -20,7 +20,8 @@ PACKAGE = ROOT / "lakekit"
 DESIGN = ROOT / "docs" / "design.md"
 MAX_LINES = 500
 LONG_REASON = "Longer than 500 lines because"
-SHARED_PRIVATE = {"lakekit._deps", "lakekit._html"}  # top-level helpers any package may use
+# top-level helpers any package may use
+SHARED_PRIVATE = {"lakekit._deps", "lakekit._html", "lakekit._svg"}
 
 
 # -- reading the package --------------------------------------------------------------------

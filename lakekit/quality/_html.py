@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -25,26 +24,26 @@ from lakekit._html import (
     short,
     text_cell,
 )
-from lakekit.quality.durations import format_duration
+from lakekit._svg import series_svg
+from lakekit.quality.durations import short_duration
 
 if TYPE_CHECKING:
     from lakekit.quality.report import CheckResult, QualityReport
 
-__all__ = ["observed_text", "report_html", "threshold_text"]
+__all__ = ["anomaly_chart", "observed_text", "report_html", "threshold_text"]
 
 _SHOWN_CASES = 20
-_ZERO_TAIL = re.compile(r"(?<=[dhm])00[hms]$")
 
 
 def _age(seconds: float) -> str:
-    """A duration as :func:`format_duration` writes it, less a zero tail (``1h``, not ``1h00m``).
+    """A duration as ``format_duration`` writes it, less a zero tail (``1h``, not ``1h00m``).
 
     Examples
     --------
     >>> _age(3600.0), _age(61.064), _age(5400)
     ('1h', '1m01s', '1h30m')
     """
-    return _ZERO_TAIL.sub("", format_duration(timedelta(seconds=seconds)))
+    return short_duration(timedelta(seconds=seconds))
 
 
 def _rows(n: int) -> str:
@@ -95,6 +94,12 @@ def observed_text(result: CheckResult) -> str:
         return _rows(int(value))
     if result.name == "schema" and _number(value):
         return _failures(int(value))
+    if result.name == "completeness" and _number(value):
+        return f"{value:.2%}"
+    if result.name == "volume_anomaly" and _number(value):
+        return _rows(int(value))
+    if result.name == "schema_drift" and _number(value):
+        return f"{int(value)} change" + ("" if value == 1 else "s")
     return _plain(value)
 
 
@@ -119,14 +124,53 @@ def threshold_text(result: CheckResult) -> str:
     if result.name == "volume" and isinstance(value, Mapping):
         low, high = value.get("min_rows"), value.get("max_rows")
         if _number(low) and _number(high):
-            return f"{int(low):,}\u2013{_rows(int(high))}"
+            return _row_range(low, high)
         if _number(low):
             return f">= {_rows(int(low))}"
         if _number(high):
             return f"<= {_rows(int(high))}"
     if result.name == "schema" and _number(value):
         return _failures(int(value))
+    if result.name == "completeness" and _number(value):
+        warn = result.details.get("warn_ratio")
+        return f">= {value:.2%}" + (f", warn {warn:.2%}" if _number(warn) else "")
+    if result.name == "volume_anomaly" and isinstance(value, Mapping):
+        low, high = value.get("low"), value.get("high")
+        if _number(low) and _number(high):
+            return _row_range(low, high)
     return _plain(value)
+
+
+def _row_range(low: float, high: float) -> str:
+    return f"{round(low):,}\u2013{_rows(round(high))}"
+
+
+def anomaly_chart(result: CheckResult) -> str:
+    """The series of a ``volume_anomaly`` result as inline SVG: the rows per period, the
+    expected band, the periods compared with (same weekday / hour) and the observed (last)
+    point in its status colour; ``""`` otherwise.
+
+    Examples
+    --------
+    >>> from lakekit.quality.report import CheckResult
+    >>> series = [{"start": f"d{i}", "rows": 10} for i in range(4)]
+    >>> r = CheckResult("volume_anomaly", "fail", 10, {"low": 1, "high": 5}, "",
+    ...                 {"series": series, "expected_low": 1, "expected_high": 5})
+    >>> anomaly_chart(r).startswith("<svg")
+    True
+    """
+    series = result.details.get("series")
+    if result.name != "volume_anomaly" or not isinstance(series, list) or not series:
+        return ""
+    low, high = result.details.get("expected_low"), result.details.get("expected_high")
+    band = (float(low), float(high)) if _number(low) and _number(high) else None
+    last, season = len(series) - 1, result.details.get("season")
+    baseline = result.details.get("baseline")
+    compared = [last - k * season for k in range(1, len(baseline) + 1)] if isinstance(
+        season, int) and isinstance(baseline, list) else []
+    return series_svg([p["rows"] for p in series], labels=[p["start"] for p in series],
+                      band=band, marked=last, compared=compared, status=result.status,
+                      unit=" rows")
 
 
 def _check_row(result: CheckResult) -> str:
@@ -156,6 +200,15 @@ def _cases(report: QualityReport) -> str:
     )
 
 
+def _charts(report: QualityReport) -> str:
+    charts = [(r, anomaly_chart(r)) for r in report.results]
+    return "".join(
+        f"<div>{esc(r.details.get('period', ''))} rows added, expected band and observed "
+        f"period ({coloured(esc(r.status), r.status)}):<br>{svg}</div>"
+        for r, svg in charts if svg
+    )
+
+
 def report_html(report: QualityReport) -> str:
     """HTML for ``report._repr_html_``: the verdict, a row per check, the failure cases."""
     head = header_row(["check", "status", "observed", "threshold", "message"],
@@ -165,5 +218,5 @@ def report_html(report: QualityReport) -> str:
         f"{coloured(report.status.upper(), report.status, bold=True)} "
         f"<code>{esc(report.source)}</code>"
         f"<table>{head}{''.join(_check_row(r) for r in report.results)}</table>"
-        f"{_cases(report)}</div>"
+        f"{_charts(report)}{_cases(report)}</div>"
     )

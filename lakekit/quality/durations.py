@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from lakekit.errors import ConfigError
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "short_duration"]
 
 _UNITS = {
     "ms": 0.001, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60,
@@ -15,6 +15,7 @@ _UNITS = {
     "w": 604800,
 }
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_ZERO_TAIL = re.compile(r"(?<=[dhm])00[hms]$")
 
 
 def parse_duration(value: str | timedelta | int | float, *, what: str = "duration") -> timedelta:
@@ -78,3 +79,14 @@ def format_duration(delta: timedelta) -> str:
     if s == 0 and abs(total) > 0:
         return f"{sign}{abs(total):.3f}s"
     return f"{sign}{secs}s"
+
+
+def short_duration(delta: timedelta) -> str:
+    """:func:`format_duration` less a zero tail: ``"1d"``, ``"1h"``, ``"1h30m"``.
+
+    Examples
+    --------
+    >>> short_duration(timedelta(days=1)), short_duration(timedelta(minutes=90))
+    ('1d', '1h30m')
+    """
+    return _ZERO_TAIL.sub("", format_duration(delta))

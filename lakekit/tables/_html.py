@@ -9,14 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lakekit._html import esc, header_row, human_bytes, number_cell, row, text_cell
+from lakekit._svg import series_svg
 from lakekit.errors import LakekitError
+from lakekit.tables.history import read_row_changes
 
 if TYPE_CHECKING:
+    from lakekit.tables.history import RowChange
     from lakekit.tables.table import Table
 
 __all__ = ["table_html"]
 
 _RECENT = 5
+_CHART_VERSIONS = 30
 
 
 def table_html(table: Table) -> str:
@@ -30,6 +34,8 @@ def table_html(table: Table) -> str:
         tags = table.tags()
         commits = table.history(limit=_RECENT)
         rows = ds.count_rows()
+        changes = read_row_changes(table.location, int(ds.version or 0),
+                                   limit=_CHART_VERSIONS)
     except LakekitError as exc:
         return f"<div>{head}<br>cannot be read: {esc(exc)}</div>"
     by_version: dict[int, list[str]] = {}
@@ -51,7 +57,22 @@ def table_html(table: Table) -> str:
         f"<div>{head}<br>version {ds.version}, {rows:,} rows in {len(ds.files)} file(s), "
         f"{human_bytes(ds.total_bytes)}" + (f"; tags: {tag_text}" if tag_text else "")
         + f"<table>{header_row(['column', 'type', ''])}{cols}</table>"
-        f"<details><summary>last {len(commits)} commit(s)</summary><table>"
+        + _rows_chart(changes, rows)
+        + f"<details><summary>last {len(commits)} commit(s)</summary><table>"
         f"{header_row(['version', 'committed', 'operation', 'tags'], numeric={'version'})}"
         f"{history}</table></details></div>"
     )
+
+
+def _rows_chart(changes: list[RowChange], rows: int) -> str:
+    """Rows in the table after each of the last versions (from the log), as inline SVG."""
+    if len(changes) < 2:
+        return ""
+    totals, total = [], rows
+    for change in reversed(changes):  # newest first: undo each version's net change
+        totals.append(total)
+        total -= change.net_rows
+    totals.reverse()
+    labels = [f"v{c.version} {c.operation}" for c in changes]
+    return (f"<div>rows per version (last {len(changes)}):<br>"
+            f"{series_svg(totals, labels=labels, marked=len(totals) - 1, unit=' rows')}</div>")

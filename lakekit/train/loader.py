@@ -18,13 +18,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from lakekit.errors import ConfigError, DataChangedError, NotFoundError
+from lakekit.errors import ConfigError, DataChangedError
 from lakekit.io.filters import Filter
 from lakekit.train.describe import LoaderPlan, describe_plan
 from lakekit.train.order import EpochOrder
-from lakekit.train.reader import BatchReader, missing_shard
+from lakekit.train.reader import (
+    CHUNK_ROWS,
+    BatchReader,
+    as_arrow,
+    missing_shard,
+    prefetch_units,
+)
 from lakekit.train.state import check_state, make_state
-from lakekit.train.units import Plan, check_rows, plan_units
+from lakekit.train.units import Plan, UnitReader, check_rows, plan_units
 
 if TYPE_CHECKING:
     from lakekit.io.dataset import Dataset
@@ -124,6 +130,9 @@ class Loader:
         self._output: Output = output
         self._plan: Plan = plan_units(dataset, self._columns, filter, workers=workers)
         check_rows(self._plan)
+        self._units = UnitReader(dataset, self._plan, self._columns, filter)
+        self._schema = pa.schema([dataset.schema.field(c) for c in self._columns])
+        self._chunk_rows = CHUNK_ROWS
         self._max_window = self._window_for(self._budget)
         self._window = self._max_window
         self._epoch = 0
@@ -227,14 +236,20 @@ class Loader:
         n = len(self)
         first = start + (worker - start) % num_workers
         indexes = range(first, n, num_workers)
-        reader = BatchReader(self._plan, order, self._read_unit, prefetch=PREFETCH_UNITS,
+        reader = BatchReader(self._plan, order, self._read_unit, schema=self._schema,
+                             prefetch=PREFETCH_UNITS, chunk_rows=self._chunk_rows,
                              describe_unit=self._describe_unit)
-        tables = reader.tables(self._positions(i) for i in indexes)
+        got = reader.chunks(self._positions(i) for i in indexes)
+        numbers = iter(indexes)
         try:
-            for i, table in zip(indexes, tables, strict=False):
-                yield i, self._convert(table, output)
+            for rows, sizes in got:
+                converted = self._convert(rows, output)
+                at = 0
+                for n in sizes:
+                    yield next(numbers), _slice(converted, at, n)
+                    at += n
         finally:
-            tables.close()
+            got.close()
 
     def _positions(self, i: int) -> np.ndarray:
         """Epoch positions of this rank's batch ``i``."""
@@ -259,10 +274,9 @@ class Loader:
         return cached
 
     def _read_unit(self, u: int) -> pa.Table:
-        piece = self._plan.pieces[u]
         try:
-            table = self._dataset.read_piece(piece, self._columns, filter=self._filter)
-        except NotFoundError as exc:
+            table = self._units.read(u)
+        except FileNotFoundError as exc:  # lakekit's NotFoundError, or pyarrow's on local disk
             raise missing_shard(self._describe_unit(u), exc) from None
         return table.combine_chunks()
 
@@ -272,7 +286,16 @@ class Loader:
         groups = "" if piece.row_groups is None else f" row group {piece.row_groups[0]}"
         return f"shard {name!r}{groups} of {self._dataset.location.url}"
 
-    def _convert(self, table: pa.Table, output: Output) -> Any:
+    def _convert(self, batch: dict[str, np.ndarray] | pa.Table, output: Output) -> Any:
+        if isinstance(batch, dict):  # from the slot pool
+            if output == "numpy":
+                return batch
+            if output == "torch":
+                from lakekit.train.torch import to_tensors
+
+                return to_tensors(batch)
+            batch = as_arrow(batch, self._schema)
+        table = batch
         if output == "arrow":
             batches = table.combine_chunks().to_batches()
             return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
@@ -289,20 +312,27 @@ class Loader:
 
     # -- memory ---------------------------------------------------------------------------
     def _window_for(self, budget: int) -> int:
+        """Rows the budget lets the order mix: what is left after the units read ahead and
+        the batches being gathered. The same on every rank and world size (it depends on
+        the global batch, not on this rank's share), so all ranks compute one order."""
         plan = self._plan
         rows = max(plan.total_rows, 1)
-        per_row = float(plan.nbytes.sum()) / rows
+        per_row = max(float(plan.nbytes.sum()) / rows, 1.0)
+        g = self.global_batch_size
+        self._chunk_rows = int(max(g, min(CHUNK_ROWS, budget // (16 * per_row))))
         biggest = int(plan.nbytes.max())
-        # the same on every rank and world size (a global batch, not this rank's share)
-        reserved = (PREFETCH_UNITS + 1) * biggest + 2 * self.global_batch_size * per_row
-        room = budget - reserved
+        ahead = (prefetch_units(plan, PREFETCH_UNITS, self._chunk_rows) + 1) * biggest
+        gathering = 2 * (self._chunk_rows + g) * per_row
+        room = budget - ahead - gathering
         if room < per_row + PLAN_BYTES_PER_ROW:
-            need = math.ceil(reserved + 1024 * (per_row + PLAN_BYTES_PER_ROW))
+            need = math.ceil(ahead + gathering + 1024 * (per_row + PLAN_BYTES_PER_ROW))
+            why = (f"the units read ahead take ~{ahead:,} bytes (the largest row group decodes "
+                   f"to ~{biggest:,} bytes for the columns read)" if ahead >= gathering else
+                   f"gathering global batches of {g:,} rows takes ~{int(gathering):,} bytes")
             raise ConfigError(
-                f"memory_budget {budget:,} bytes is too small for these units: the largest "
-                f"row group decodes to ~{biggest:,} bytes for the columns read; give "
-                f"memory_budget >= {need:,} bytes, read fewer columns, or write smaller row "
-                "groups"
+                f"memory_budget {budget:,} bytes is too small: {why}; give memory_budget >= "
+                f"{need:,} bytes, read fewer columns, write smaller row groups or use a "
+                "smaller batch_size"
             )
         return int(min(room // (per_row + PLAN_BYTES_PER_ROW), rows))
 
@@ -366,6 +396,13 @@ class Loader:
         from lakekit.train.torch import TorchDataset
 
         return TorchDataset(self)
+
+
+def _slice(batch: Any, start: int, n: int) -> Any:
+    """Rows ``start .. start + n`` of a converted chunk (views, no copy)."""
+    if isinstance(batch, dict):
+        return {k: v[start:start + n] for k, v in batch.items()}
+    return batch.slice(start, n)
 
 
 def to_numpy(column: pa.ChunkedArray) -> np.ndarray:

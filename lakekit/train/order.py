@@ -87,23 +87,26 @@ class EpochOrder:
             self.perm = np.arange(len(rows), dtype=np.int64)
         self.sizes = rows[self.perm]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self._keys: dict[int, np.ndarray] = {}
+        with np.errstate(over="ignore"):
+            self._salt = _mix(_mix(np.uint64(self.seed)) + np.uint64(self.epoch) * _GOLDEN)
         self._bases: dict[int, int] = {}
         # the segment size: one window of keys when shuffled, a fixed span of rows when not
         self.span = self.window if shuffle else max(self.window, 1 << 16)
         self.segments = -(-self.total // self.span) + (1 if shuffle else 0)
 
     # -- shuffled keys ---------------------------------------------------------------------
-    def _unit_keys(self, i: int) -> np.ndarray:
-        """The keys of the rows of the ``i``-th unit of the epoch (kept for a while)."""
-        keys = self._keys.get(i)
-        if keys is None:
-            rng = np.random.default_rng([self.seed, self.epoch, 2, int(self.perm[i])])
-            keys = self.offsets[i] + rng.random(int(self.sizes[i])) * self.window
-            if len(self._keys) > 4096:
-                self._keys.clear()
-            self._keys[i] = keys
-        return keys
+    def _keys_of(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keys of every row of epoch units ``first .. last - 1``, with their unit's epoch
+        index and their row. A key is ``offset + u * window`` with ``u`` a counter-based
+        hash of (seed, epoch, unit, row): the same whichever segment asks, no state."""
+        sizes = self.sizes[first:last]
+        n = int(sizes.sum())
+        idx = np.repeat(np.arange(first, last, dtype=np.int64), sizes)
+        starts = np.repeat(self.offsets[first:last], sizes)
+        rows = np.arange(n, dtype=np.int64) - np.repeat(
+            self.offsets[first:last] - self.offsets[first], sizes)
+        u = uniform(self._salt, self.perm[idx], rows)
+        return starts + u * self.window, idx, rows
 
     def base(self, m: int) -> int:
         """The epoch position of segment ``m``'s first row (rows in earlier segments)."""
@@ -117,10 +120,9 @@ class EpochOrder:
         lo_key = m * self.window
         # units whose keys all lie below lo_key: offset + window <= lo_key
         full = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
-        total = int(self.offsets[full])
         end = int(np.searchsorted(self.offsets[:-1], lo_key, side="left"))
-        for i in range(full, end):
-            total += int(np.count_nonzero(self._unit_keys(i) < lo_key))
+        keys, _, _ = self._keys_of(full, max(end, full))
+        total = int(self.offsets[full]) + int(np.count_nonzero(keys < lo_key))
         if len(self._bases) > 4096:
             self._bases.clear()
         self._bases[m] = total
@@ -134,22 +136,12 @@ class EpochOrder:
         lo_key, hi_key = m * self.window, (m + 1) * self.window
         first = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
         last = int(np.searchsorted(self.offsets[:-1], hi_key, side="left"))
-        keys, units, rows = [], [], []
-        for i in range(first, last):
-            k = self._unit_keys(i)
-            sel = np.flatnonzero((k >= lo_key) & (k < hi_key))
-            if len(sel):
-                keys.append(k[sel])
-                units.append(np.full(len(sel), self.perm[i], dtype=np.int64))
-                rows.append(sel)
+        keys, idx, rows = self._keys_of(first, max(last, first))
+        sel = np.flatnonzero((keys >= lo_key) & (keys < hi_key))
+        keys, idx, rows = keys[sel], idx[sel], rows[sel]
+        order = np.argsort(keys, kind="stable")
         start = self.base(m)
-        if not keys:
-            empty = np.empty(0, dtype=np.int64)
-            return Segment(start, empty, empty, empty.astype(np.float64))
-        allk = np.concatenate(keys)
-        order = np.argsort(allk, kind="stable")
-        return Segment(start, np.concatenate(units)[order],
-                       np.concatenate(rows).astype(np.int64)[order], allk[order])
+        return Segment(start, self.perm[idx[order]], rows[order], keys[order])
 
     def segment_of(self, position: int) -> int:
         """The segment holding epoch position ``position`` (0 <= position < total)."""
@@ -171,6 +163,35 @@ class EpochOrder:
         pos = np.arange(start, stop, dtype=np.int64)
         idx = np.searchsorted(self.offsets, pos, side="right") - 1
         return Segment(start, self.perm[idx], pos - self.offsets[idx], pos.astype(np.float64))
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray | np.uint64) -> np.ndarray:
+    """splitmix64's finalizer: a bijective mix of 64-bit integers (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(z, dtype=np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def uniform(salt: np.ndarray, units: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1) per (unit, row), a pure function of ``salt`` and the pair.
+
+    Examples
+    --------
+    >>> u = uniform(_mix(np.uint64(7)), np.array([0, 0, 5]), np.array([0, 1, 0]))
+    >>> bool(((u >= 0) & (u < 1)).all()), len(set(u.tolist()))
+    (True, 3)
+    """
+    with np.errstate(over="ignore"):
+        z = _mix(salt ^ (units.astype(np.uint64) * _GOLDEN))
+        z = _mix(z + rows.astype(np.uint64) * _GOLDEN)
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def _stratified(files: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -14,12 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lakekit.errors import ConfigError
 from lakekit.io.filters import Filter, to_expression
@@ -30,7 +33,7 @@ from lakekit.io.pipeline import ordered_map
 if TYPE_CHECKING:
     from lakekit.io.dataset import Dataset
 
-__all__ = ["Plan", "check_rows", "plan_units"]
+__all__ = ["Plan", "UnitReader", "check_rows", "plan_units"]
 
 _COUNTS: dict[str, list[int]] = {}  # fingerprint -> rows per unit, this process
 _COUNTS_MAX = 64
@@ -175,3 +178,74 @@ def check_rows(plan: Plan) -> None:
     if plan.total_rows == 0:
         raise ConfigError("the loader has no rows to yield: the filter matches no row (or the "
                           "dataset is empty); loosen the filter or check the source")
+
+
+class UnitReader:
+    """Reads units as tables of the dataset's types: ``Dataset.read_piece``, or for local
+    parquet row groups that need no conversion, ``pyarrow.parquet`` on a kept-open file
+    (a row group then costs its decoding, not a dataset scan's set-up: ~6x faster for
+    small row groups).
+
+    The fast path applies when the file is on local disk, the unit is a list of row groups
+    without a deletion vector, the filter (if any) is on partition columns only, and every
+    column read is in the file with exactly the dataset's type; anything else goes the
+    general way, with the same result.
+    """
+
+    MAX_OPEN = 64  # files kept open by one reader
+
+    def __init__(self, ds: Dataset, plan: Plan, columns: Sequence[str], filter: Filter) -> None:
+        self._ds = ds
+        self._plan = plan
+        self._columns = list(columns)
+        self._filter = filter
+        expr = to_expression(filter)
+        parts = set(ds.partition_schema.names)
+        data_filter = expr is not None and bool(
+            filter_columns(expr, [n for n in ds.schema.names if n not in parts]))
+        self._fast = (ds.location.is_local and not data_filter
+                      and not parts.intersection(self._columns))
+        self._schema = ds.schema
+        self._open: dict[str, Any] = {}  # path -> pq.ParquetFile, or None: not eligible
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_open"] = {}
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def read(self, u: int) -> pa.Table:
+        piece = self._plan.pieces[u]
+        if self._fast and piece.row_groups is not None and piece.keep is None:
+            got = self._file(piece.entry.path)
+            if got is not None:
+                pf, lock = got
+                with lock:  # one reader of a ParquetFile at a time
+                    return pf.read_row_groups(list(piece.row_groups), columns=self._columns,
+                                              use_threads=False)
+        return self._ds.read_piece(piece, self._columns, filter=self._filter)
+
+    def _file(self, path: str) -> Any:
+        with self._lock:
+            if path in self._open:
+                return self._open[path]
+        pf = pq.ParquetFile(path, memory_map=False)
+        arrow = pf.schema_arrow
+        ok = all(
+            arrow.get_field_index(c) >= 0
+            and arrow.field(c).type == self._schema.field(c).type
+            for c in self._columns
+        )
+        got = (pf, threading.Lock()) if ok else None
+        if not ok:
+            pf.close()
+        with self._lock:
+            if len(self._open) >= self.MAX_OPEN:  # the oldest; closed when no read holds it
+                self._open.pop(next(iter(self._open)))
+            self._open[path] = got
+        return got
