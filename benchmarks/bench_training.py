@@ -450,6 +450,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--shards", type=int, default=128)
+    ap.add_argument("--row-group", type=int, default=512,
+                    help="rows per row group of the main data (the shuffle's unit)")
     ap.add_argument("--sections", default="1,2,3,4,5,6")
     ap.add_argument("--baseline-rows", type=int, default=200_000,
                     help="rows read by the HF / Ray baselines (they are slower)")
@@ -465,7 +467,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         root = tmp / "shards"
-        paths = make_shards(root, args.shards, args.rows) if sections - {2, 4} else []
+        paths = make_shards(root, args.shards, args.rows,
+                            row_group=args.row_group) if sections - {2, 4} else []
         if 1 in sections:
             section_quality(paths, root, args.rows // args.shards * args.shards, args)
         if 3 in sections:

@@ -26,6 +26,7 @@ from lakekit.train.reader import (
     CHUNK_ROWS,
     BatchReader,
     as_arrow,
+    in_background,
     missing_shard,
     prefetch_units,
 )
@@ -117,6 +118,7 @@ class Loader:
         if output not in _OUTPUTS:
             raise ConfigError(f"output must be one of {', '.join(_OUTPUTS)}; got {output!r}")
         rank, world_size = _rank_and_world(rank, world_size)
+        self._epoch = self._position = 0
         self._dataset = dataset
         self._columns = _columns(dataset, columns)
         self._filter = filter
@@ -239,14 +241,22 @@ class Loader:
         reader = BatchReader(self._plan, order, self._read_unit, schema=self._schema,
                              prefetch=PREFETCH_UNITS, chunk_rows=self._chunk_rows,
                              describe_unit=self._describe_unit)
-        got = reader.chunks(self._positions(i) for i in indexes)
+        def converted() -> Iterator[tuple[Any, list[int]]]:
+            chunks = reader.chunks(self._positions(i) for i in indexes)
+            try:
+                for rows, sizes in chunks:
+                    yield self._convert(rows, output), sizes
+            finally:
+                chunks.close()
+
+        # the next chunk is located, read and gathered while the caller trains on this one
+        got = in_background(converted, depth=1)
         numbers = iter(indexes)
         try:
-            for rows, sizes in got:
-                converted = self._convert(rows, output)
+            for chunk, sizes in got:
                 at = 0
                 for n in sizes:
-                    yield next(numbers), _slice(converted, at, n)
+                    yield next(numbers), _slice(chunk, at, n)
                     at += n
         finally:
             got.close()
@@ -322,7 +332,7 @@ class Loader:
         self._chunk_rows = int(max(g, min(CHUNK_ROWS, budget // (16 * per_row))))
         biggest = int(plan.nbytes.max())
         ahead = (prefetch_units(plan, PREFETCH_UNITS, self._chunk_rows) + 1) * biggest
-        gathering = 2 * (self._chunk_rows + g) * per_row
+        gathering = 3 * (self._chunk_rows + g) * per_row  # one in use, one queued, one built
         room = budget - ahead - gathering
         if room < per_row + PLAN_BYTES_PER_ROW:
             need = math.ceil(ahead + gathering + 1024 * (per_row + PLAN_BYTES_PER_ROW))

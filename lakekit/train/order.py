@@ -12,7 +12,9 @@ With ``shuffle``:
    files, so a window of units covers as many shards as it can.
 2. **Rows** are mixed across a window of ``window`` rows: row ``r`` of the unit starting at
    offset ``o`` (rows of the units before it) gets the key ``o + x * window`` with ``x``
-   uniform in [0, 1); the epoch is the rows sorted by key. A unit's rows are spread over
+   uniform in [0, 1) (a hash of seed, epoch, unit and row); the epoch is the rows sorted by
+   key. Units of the first window get ``x * (o + window)`` instead: they all start at 0,
+   so the epoch's first batches mix a whole window too. A unit's rows are spread over
    ``window`` positions, and the rows around any position come from every unit of the
    last ``window`` rows, each in proportion to its size: a sliding shuffle buffer of
    ``window`` rows, but computed, not buffered, so that it can be resumed anywhere and cut
@@ -87,6 +89,13 @@ class EpochOrder:
             self.perm = np.arange(len(rows), dtype=np.int64)
         self.sizes = rows[self.perm]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        # a unit's keys lie in [start, start + span) = [offset, offset + window), except in
+        # the first window: there every unit starts at 0 (and ends where it would), so the
+        # first batches already mix a whole window instead of ramping up from one unit
+        first = self.offsets[:-1] < self.window
+        self.starts = np.where(first, 0, self.offsets[:-1]).astype(np.float64)
+        self.spans = np.where(first, self.offsets[:-1] + self.window,
+                              self.window).astype(np.float64)
         with np.errstate(over="ignore"):
             self._salt = _mix(_mix(np.uint64(self.seed)) + np.uint64(self.epoch) * _GOLDEN)
         self._bases: dict[int, int] = {}
@@ -102,11 +111,12 @@ class EpochOrder:
         sizes = self.sizes[first:last]
         n = int(sizes.sum())
         idx = np.repeat(np.arange(first, last, dtype=np.int64), sizes)
-        starts = np.repeat(self.offsets[first:last], sizes)
+        starts = np.repeat(self.starts[first:last], sizes)
+        spans = np.repeat(self.spans[first:last], sizes)
         rows = np.arange(n, dtype=np.int64) - np.repeat(
             self.offsets[first:last] - self.offsets[first], sizes)
         u = uniform(self._salt, self.perm[idx], rows)
-        return starts + u * self.window, idx, rows
+        return starts + u * spans, idx, rows
 
     def base(self, m: int) -> int:
         """The epoch position of segment ``m``'s first row (rows in earlier segments)."""
@@ -120,7 +130,7 @@ class EpochOrder:
         lo_key = m * self.window
         # units whose keys all lie below lo_key: offset + window <= lo_key
         full = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
-        end = int(np.searchsorted(self.offsets[:-1], lo_key, side="left"))
+        end = int(np.searchsorted(self.starts, lo_key, side="left"))
         keys, _, _ = self._keys_of(full, max(end, full))
         total = int(self.offsets[full]) + int(np.count_nonzero(keys < lo_key))
         if len(self._bases) > 4096:
@@ -135,7 +145,7 @@ class EpochOrder:
             return self._plain(start, stop)
         lo_key, hi_key = m * self.window, (m + 1) * self.window
         first = int(np.searchsorted(self.offsets[:-1], lo_key - self.window, side="right"))
-        last = int(np.searchsorted(self.offsets[:-1], hi_key, side="left"))
+        last = int(np.searchsorted(self.starts, hi_key, side="left"))
         keys, idx, rows = self._keys_of(first, max(last, first))
         sel = np.flatnonzero((keys >= lo_key) & (keys < hi_key))
         keys, idx, rows = keys[sel], idx[sel], rows[sel]
@@ -147,14 +157,16 @@ class EpochOrder:
         """The segment holding epoch position ``position`` (0 <= position < total)."""
         if not self.shuffle:
             return position // self.span
-        lo, hi = 0, self.segments
-        while hi - lo > 1:  # base() is non-decreasing in m
-            mid = (lo + hi) // 2
-            if self.base(mid) <= position:
-                lo = mid
+        # past the first window, position ~ key - window / 2: start there, then step
+        m = min(max((position + self.window // 2) // self.window, 0), self.segments - 1)
+        for _ in range(self.segments + 1):  # base() is non-decreasing in m
+            if m > 0 and self.base(m) > position:
+                m -= 1
+            elif m + 1 < self.segments and self.base(m + 1) <= position:
+                m += 1
             else:
-                hi = mid
-        return lo
+                return m
+        raise AssertionError(f"position {position} is in no segment")
 
     def _plain(self, start: int, stop: int) -> Segment:
         if stop <= start:

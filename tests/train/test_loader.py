@@ -91,7 +91,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "world2": draw(st.sampled_from(DIVISORS[g])),
         "workers": draw(st.integers(0, 3)),
         "workers2": draw(st.integers(0, 3)),
-        "budget": draw(st.sampled_from([12_000, 30_000, 1 << 30])),
+        "budget": draw(st.sampled_from([20_000, 50_000, 1 << 30])),
         "shuffle": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**31)),
         "stop": draw(st.floats(0, 1)),
