@@ -1,8 +1,10 @@
-"""Sending lakekit's OpenLineage events: openlineage-python objects built from
-:class:`lakekit.lineage.LineageDataset`, and one background thread with a bounded queue.
+"""What lakekit's OpenLineage events are made of, and how they are sent.
 
-Only :mod:`lakekit.lineage` imports this module, and only once lineage is configured; this
-is the one place where ``openlineage`` is imported (through ``import_optional``).
+:class:`LineageDataset` (a dataset's name and the facts lakekit knows: schema, version,
+check results, row and null counts from metadata), the openlineage-python objects built
+from it, and the one background thread that sends them from a bounded queue. Used by
+:mod:`lakekit.lineage` only; ``openlineage`` is imported (through ``import_optional``) when
+the first event is built, never at import time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import os
 import queue
 import threading
 import time
+import uuid
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +26,12 @@ from lakekit._deps import import_optional
 from lakekit.storage import redact
 
 if TYPE_CHECKING:
-    from lakekit.lineage import LineageDataset
+    import pyarrow as pa
 
-__all__ = ["PRODUCER", "QUEUE_SIZE", "Emitter", "LineageWarning", "event", "input_dataset",
-           "new_client", "safe", "warn"]
+__all__ = [
+    "PRODUCER", "QUEUE_SIZE", "Emitter", "LineageDataset", "LineageWarning", "checked_dataset",
+    "event", "input_dataset", "new_client", "new_run_id", "safe", "schema_fields", "warn",
+]
 
 log = logging.getLogger("lakekit.lineage")
 
@@ -34,6 +41,92 @@ QUEUE_SIZE = 1000  # events waiting for the backend; beyond it new events are dr
 
 class LineageWarning(UserWarning):
     """Lineage events could not be sent (the write, commit or check itself went on)."""
+
+
+@dataclass(frozen=True)
+class LineageDataset:
+    """A dataset as lineage sees it: its name and what lakekit knows about it.
+
+    ``fields`` are (name, type) pairs; ``assertions`` (check name, success, column);
+    ``null_counts`` per column; ``version`` the Delta version written; ``lifecycle`` an
+    OpenLineage lifecycle state change (``CREATE``, ``OVERWRITE``).
+    """
+
+    namespace: str
+    name: str
+    fields: tuple[tuple[str, str], ...] | None = field(default=None, repr=False)
+    assertions: tuple[tuple[str, bool, str | None], ...] = field(default=(), repr=False)
+    row_count: int | None = field(default=None, repr=False)
+    null_counts: Mapping[str, int] = field(default_factory=dict, repr=False)
+    version: int | None = field(default=None, repr=False)
+    lifecycle: str | None = field(default=None, repr=False)
+
+
+def new_run_id() -> str:
+    """A UUIDv7 (time ordered, as OpenLineage recommends for run ids)."""
+    ms = int(time.time() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & (2**62 - 1))
+    return str(uuid.UUID(int=value))
+
+
+
+def schema_fields(schema: pa.Schema | None) -> tuple[tuple[str, str], ...] | None:
+    return None if schema is None else tuple((f.name, str(f.type)) for f in schema)
+
+
+def checked_dataset(ds: LineageDataset, source: Any, report: Any) -> LineageDataset:
+    """``ds`` (the checked source's name) with its schema and data-quality facts."""
+    assertions = tuple(
+        (r.name, r.status == "pass", _column(r)) for r in report.results
+    )
+    rows, nulls = _delta_counts(source) if source.kind == "delta" else (None, {})
+    if rows is None:
+        rows = _report_rows(report)
+    for r in report.results:  # checks that know null counts say so in their details
+        counted = r.details.get("null_counts") if isinstance(r.details, Mapping) else None
+        if isinstance(counted, Mapping):
+            nulls = {**nulls, **{str(k): int(v) for k, v in counted.items()}}
+    try:
+        fields = schema_fields(source.arrow_schema())
+    except Exception:
+        fields = None
+    return replace(ds, fields=fields, assertions=assertions, row_count=rows, null_counts=nulls,
+                   version=getattr(source, "version", None))
+
+
+def _column(result: Any) -> str | None:
+    details = result.details if isinstance(result.details, Mapping) else {}
+    column = details.get("column")
+    return column if isinstance(column, str) else None
+
+
+def _report_rows(report: Any) -> int | None:
+    if report.rows_checked is not None and report.sample is None:
+        return int(report.rows_checked)
+    for r in report.results:
+        if r.name == "volume" and isinstance(r.observed, int):
+            return int(r.observed)
+    return None
+
+
+def _delta_counts(source: Any) -> tuple[int | None, dict[str, int]]:
+    """Rows and per-column null counts of a Delta snapshot from its log's statistics
+    (a column is left out when a file has no statistics for it)."""
+    import pyarrow as pa
+
+    actions = pa.table(source.delta_table().get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return 0, {}
+    records = actions.column("num_records")
+    rows = int(pa.compute.sum(records).as_py() or 0) if records.null_count == 0 else None
+    nulls: dict[str, int] = {}
+    for name in actions.column_names:
+        if name.startswith("null_count."):
+            column = actions.column(name)
+            if column.null_count == 0 and pa.types.is_integer(column.type):
+                nulls[name.removeprefix("null_count.")] = int(pa.compute.sum(column).as_py())
+    return rows, nulls
 
 
 # -- events ------------------------------------------------------------------------------------

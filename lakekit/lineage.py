@@ -39,28 +39,28 @@ import logging
 import os
 import re
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from lakekit._deps import import_optional
 from lakekit._lineage_send import (
     QUEUE_SIZE,
     Emitter,
+    LineageDataset,
     LineageWarning,
+    checked_dataset,
     event,
     input_dataset,
     new_client,
+    new_run_id,
     safe,
+    schema_fields,
     warn,
 )
+from lakekit.errors import MissingDependencyError
 from lakekit.storage import Location, resolve
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 __all__ = [
     "EXIT_FLUSH_S",
@@ -91,25 +91,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class LineageDataset:
-    """A dataset as lineage sees it: its name and what lakekit knows about it.
-
-    ``fields`` are (name, type) pairs; ``assertions`` (check name, success, column);
-    ``null_counts`` per column; ``version`` the Delta version written; ``lifecycle`` an
-    OpenLineage lifecycle state change (``CREATE``, ``OVERWRITE``).
-    """
-
-    namespace: str
-    name: str
-    fields: tuple[tuple[str, str], ...] | None = field(default=None, repr=False)
-    assertions: tuple[tuple[str, bool, str | None], ...] = field(default=(), repr=False)
-    row_count: int | None = field(default=None, repr=False)
-    null_counts: Mapping[str, int] = field(default_factory=dict, repr=False)
-    version: int | None = field(default=None, repr=False)
-    lifecycle: str | None = field(default=None, repr=False)
-
-
 # -- configuration -----------------------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -117,6 +98,7 @@ _explicit: list[Any] = []  # the client given to set_client (at most one)
 _emitter: Emitter | None = None
 _emitter_key: Any = None
 _exit_hooked = False
+_unusable: list[Any] = []  # configurations that cannot send (openlineage missing, bad config)
 _suppressed: ContextVar[bool] = ContextVar("lakekit_lineage_suppressed", default=False)
 _job: ContextVar[tuple[str, str | None] | None] = ContextVar("lakekit_lineage_job", default=None)
 _captured: ContextVar[list[LineageDataset] | None] = ContextVar("lakekit_lineage_capture",
@@ -173,6 +155,7 @@ def set_client(client: Any) -> None:
     global _emitter, _emitter_key
     with _lock:
         _explicit.clear()
+        _unusable.clear()
         if client is not None:
             _explicit.append(client)
         if _emitter is not None:
@@ -201,8 +184,15 @@ def job_name(operation: str, uri: str) -> tuple[str, str]:
     return default_ns, f"{operation}:{uri}"
 
 
+def _key() -> Any:
+    return ("explicit", id(_explicit[0])) if _explicit else _env_key()
+
+
 def _active() -> bool:
-    return not _suppressed.get() and configured()
+    if _suppressed.get():
+        return False
+    key = _key()
+    return key is not None and key not in _unusable
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -245,10 +235,6 @@ def kafka_namespace(bootstrap_servers: str | Sequence[str]) -> str:
     return "kafka://" + re.sub(r"^[A-Za-z_]+://", "", first)
 
 
-def _fields(schema: pa.Schema | None) -> tuple[tuple[str, str], ...] | None:
-    return None if schema is None else tuple((f.name, str(f.type)) for f in schema)
-
-
 # -- runs --------------------------------------------------------------------------------------
 
 @dataclass
@@ -259,28 +245,30 @@ class _Run:
     uri: str
     inputs: list[LineageDataset] = field(default_factory=list)
     outputs: list[LineageDataset] = field(default_factory=list)
-    run_id: str = field(default_factory=lambda: _uuid7())
+    run_id: str = field(default_factory=lambda: new_run_id())
 
     def __post_init__(self) -> None:
         self.job = job_name(self.operation, self.uri)
 
     def emit(self, state: str, error: BaseException | None = None) -> None:
         """Build the event and queue it; never raises (a warning instead)."""
+        if _unusable and _key() in _unusable:
+            return
         try:
             built = event(self, state, error)
             emitter = _current_emitter()
             if emitter is not None:
                 emitter.put(built)
+        except MissingDependencyError as exc:
+            _give_up(f"OpenLineage is configured but cannot be used: {exc}")
         except Exception as exc:  # lineage never fails the operation it describes
             warn(f"lakekit could not build an OpenLineage event ({safe(exc)})")
 
 
-def _uuid7() -> str:
-    """A UUIDv7 (time ordered, as OpenLineage recommends for run ids)."""
-    ms = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & (2**62 - 1))
-    return str(uuid.UUID(int=value))
+def _give_up(message: str) -> None:
+    """Warn once and send nothing more until the configuration changes."""
+    _unusable.append(_key())
+    warn(message)
 
 
 def table_run(table: Any, operation: str, write: Callable[[], int], *,
@@ -301,7 +289,7 @@ def table_run(table: Any, operation: str, write: Callable[[], int], *,
         raise
     try:
         lifecycle = "CREATE" if version == 0 else "OVERWRITE" if mode == "overwrite" else None
-        run.outputs = [replace(output, fields=_fields(table.schema), version=version,
+        run.outputs = [replace(output, fields=schema_fields(table.schema), version=version,
                                lifecycle=lifecycle)]
     except Exception as exc:
         log.debug("lineage: no schema for %s: %s", table.uri, safe(exc))
@@ -334,7 +322,7 @@ def sink_run(main: Any, dead: Any, topics: Sequence[str], kafka: str,
                                 (dead, getattr(outcome, "dead_letter_version", None))):
             if target is not None and version is not None:
                 outputs.append(replace(dataset_of(target.location), version=version,
-                                       fields=_fields(target.arrow_schema())))
+                                       fields=schema_fields(target.arrow_schema())))
         run.outputs = outputs or run.outputs
     except Exception as exc:
         log.debug("lineage: no schema for %s: %s", main.url, safe(exc))
@@ -373,7 +361,8 @@ def traced_check(check: Callable[P, R]) -> Callable[P, R]:
             _check.reset(token)
         if pending.source is not None:
             try:
-                checked = _checked_dataset(pending.source, report)
+                source = pending.source
+                checked = checked_dataset(dataset_of(source.location), source, report)
             except Exception as exc:
                 log.debug("lineage: no facets for the check: %s", safe(exc))
                 checked = None
@@ -399,60 +388,6 @@ def check_source(source: Any) -> None:
         ds = dataset_of(source.location)
         pending.run = _Run("check", source.label, inputs=[ds])
         pending.run.emit("START")
-
-
-def _checked_dataset(source: Any, report: Any) -> LineageDataset:
-    ds = dataset_of(source.location)
-    assertions = tuple(
-        (r.name, r.status == "pass", _column(r)) for r in report.results
-    )
-    rows, nulls = _delta_counts(source) if source.kind == "delta" else (None, {})
-    if rows is None:
-        rows = _report_rows(report)
-    for r in report.results:  # checks that know null counts say so in their details
-        counted = r.details.get("null_counts") if isinstance(r.details, Mapping) else None
-        if isinstance(counted, Mapping):
-            nulls = {**nulls, **{str(k): int(v) for k, v in counted.items()}}
-    try:
-        fields = _fields(source.arrow_schema())
-    except Exception:
-        fields = None
-    return replace(ds, fields=fields, assertions=assertions, row_count=rows, null_counts=nulls,
-                   version=getattr(source, "version", None))
-
-
-def _column(result: Any) -> str | None:
-    details = result.details if isinstance(result.details, Mapping) else {}
-    column = details.get("column")
-    return column if isinstance(column, str) else None
-
-
-def _report_rows(report: Any) -> int | None:
-    if report.rows_checked is not None and report.sample is None:
-        return int(report.rows_checked)
-    for r in report.results:
-        if r.name == "volume" and isinstance(r.observed, int):
-            return int(r.observed)
-    return None
-
-
-def _delta_counts(source: Any) -> tuple[int | None, dict[str, int]]:
-    """Rows and per-column null counts of a Delta snapshot from its log's statistics
-    (a column is left out when a file has no statistics for it)."""
-    import pyarrow as pa
-
-    actions = pa.table(source.delta_table().get_add_actions(flatten=True))
-    if actions.num_rows == 0:
-        return 0, {}
-    records = actions.column("num_records")
-    rows = int(pa.compute.sum(records).as_py() or 0) if records.null_count == 0 else None
-    nulls: dict[str, int] = {}
-    for name in actions.column_names:
-        if name.startswith("null_count."):
-            column = actions.column(name)
-            if column.null_count == 0 and pa.types.is_integer(column.type):
-                nulls[name.removeprefix("null_count.")] = int(pa.compute.sum(column).as_py())
-    return rows, nulls
 
 
 def capturing(check: Callable[P, R], into: list[LineageDataset]) -> Callable[P, R]:
@@ -485,12 +420,19 @@ def operator_lineage(inputs: Sequence[LineageDataset], *, source: str | None = N
 
 def _current_emitter() -> Emitter | None:
     global _emitter, _emitter_key, _exit_hooked
-    key = ("explicit", id(_explicit[0])) if _explicit else _env_key()
+    key = _key()
     if key is None:
         return None
     with _lock:
         if _emitter is None or _emitter_key != key:
-            client = _explicit[0] if _explicit else new_client()
+            try:
+                client = _explicit[0] if _explicit else new_client()
+            except MissingDependencyError:
+                raise
+            except Exception as exc:
+                _give_up(f"the OpenLineage configuration cannot be used ({safe(exc)}); "
+                         "lakekit sends no lineage events until it changes")
+                return None
             if _emitter is not None:
                 _emitter.close()
             _emitter, _emitter_key = Emitter(client), key

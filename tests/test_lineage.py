@@ -336,3 +336,26 @@ def test_airflow_provider_reports_the_operators_facets(
     assert metrics["rowCount"] == 3 and metrics["columnMetrics"]["name"]["nullCount"] == 1
     # lakekit's own run of the check was left to the provider: no second job for it
     assert not own_file.exists()
+
+
+def test_configured_without_openlineage_installed_warns_once_and_writes(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import sys, warnings, pyarrow as pa
+        sys.modules["openlineage"] = None  # as if openlineage-python were not installed
+        import lakekit as lk
+        from lakekit import lineage
+        t = lk.Table({str(tmp_path / "t")!r})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            versions = [t.write(pa.table({{"id": [i]}})) for i in range(3)]
+        assert lineage.configured() and versions == [0, 1, 2], versions
+        print([str(w.message) for w in caught if w.category is lineage.LineageWarning])
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLINEAGE")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=120,
+                          env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+                               "OPENLINEAGE_URL": f"http://127.0.0.1:{closed_port()}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (message,) = eval(done.stdout)
+    assert "pip install 'lakekit[lineage]'" in message
