@@ -250,6 +250,15 @@ class _Run:
     def __post_init__(self) -> None:
         self.job = job_name(self.operation, self.uri)
 
+    def call(self, operation: Callable[[], R]) -> R:
+        """START, then ``operation()``; FAIL (and the error raised again) if it raises."""
+        self.emit("START")
+        try:
+            return operation()
+        except BaseException as exc:
+            self.emit("FAIL", exc)
+            raise
+
     def emit(self, state: str, error: BaseException | None = None) -> None:
         """Build the event and queue it; never raises (a warning instead)."""
         if _unusable and _key() in _unusable:
@@ -281,12 +290,7 @@ def table_run(table: Any, operation: str, write: Callable[[], int], *,
     output = dataset_of(table.location)
     inputs = [dataset_of(data.location)] if _is_dataset(data) else []
     run = _Run(operation, table.uri, inputs=inputs, outputs=[output])
-    run.emit("START")
-    try:
-        version = write()
-    except BaseException as exc:
-        run.emit("FAIL", exc)
-        raise
+    version = run.call(write)
     try:
         lifecycle = "CREATE" if version == 0 else "OVERWRITE" if mode == "overwrite" else None
         run.outputs = [replace(output, fields=schema_fields(table.schema), version=version,
@@ -310,12 +314,7 @@ def sink_run(main: Any, dead: Any, topics: Sequence[str], kafka: str,
         return commit()
     inputs = [LineageDataset(kafka, t) for t in sorted(set(topics))]
     run = _Run("sink", main.url, inputs=inputs, outputs=[dataset_of(main.location)])
-    run.emit("START")
-    try:
-        outcome = commit()
-    except BaseException as exc:
-        run.emit("FAIL", exc)
-        raise
+    outcome = run.call(commit)
     try:
         outputs = []
         for target, version in ((main, getattr(outcome, "version", None)),
