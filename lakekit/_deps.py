@@ -57,6 +57,7 @@ OPTIONAL: dict[str, Optional] = {
     "prometheus_client": Optional("prometheus-client", "metrics"),
     "pandas": Optional("pandas", "pandas"),
     "airflow": Optional("apache-airflow", "airflow"),
+    "openlineage": Optional("openlineage-python", "lineage"),  # lakekit/lineage.py
     "ipywidgets": Optional("ipywidgets", "notebook"),
     "dask": Optional("dask[dataframe]", "dask"),
     "distributed": Optional("distributed", "dask"),

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from lakekit import lineage
 from lakekit._deps import import_if_available, import_optional
 from lakekit.errors import ConfigError, LakekitError, NotFoundError
 from lakekit.quality.anomaly import VolumeAnomaly
@@ -232,13 +233,14 @@ class QualityCheckOperator(BaseOperator):
         from lakekit.scale.engines import connect
 
         client = None
+        self._lineage_inputs: list[lineage.LineageDataset] = []
         try:
             client = connect(self.engine, self.scheduler or None,
                              purpose=f"{self.task_id}: engine={self.engine!r}")
             checks: list[Any] = [_check(c) for c in self.checks]
             if self.pii is not None:
                 checks.append(_pii(self.pii))
-            report = lk.check(
+            report = lineage.capturing(lk.check, self._lineage_inputs)(
                 self.source, self.schema, freshness=_freshness(self.freshness),
                 volume=_volume(self.volume), storage_options=self.storage_options or None,
                 schemas_dir=self.schemas_dir, sample=self.sample,
@@ -263,6 +265,12 @@ class QualityCheckOperator(BaseOperator):
         else:
             self.log.info("%s", summary)
         return data
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """What the Airflow OpenLineage provider reports with this task: the checked dataset
+        as input, with its schema, ``dataQualityAssertions`` and ``dataQualityMetrics``."""
+        return lineage.operator_lineage(getattr(self, "_lineage_inputs", []), source=self.source,
+                                        storage_options=self.storage_options)
 
 
 class FreshnessSensor(BaseSensorOperator):

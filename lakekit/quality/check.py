@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from lakekit import lineage
 from lakekit.errors import ConfigError
 from lakekit.quality.freshness import Freshness, check_freshness
 from lakekit.quality.protocol import Check
@@ -20,6 +21,7 @@ __all__ = ["check"]
 DEFAULT_MAX_FAILURE_CASES = 1000
 
 
+@lineage.traced_check
 def check(
     data_or_source: Any,
     schema: Any = None,
@@ -125,6 +127,7 @@ def check(
 
         resolved = load_schema(schema, schemas_dir=schemas_dir)
     source = open_source(data_or_source, storage_options=storage_options)
+    lineage.check_source(source)
     distributed = engine is not None and resolved is not None
     if distributed and source.frame is not None:
         raise ConfigError(

@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from lakekit.errors import BrokerError, ConfigError, TableError
+from lakekit.lineage import kafka_namespace
 from lakekit.sink.buffer import BatchBuffer, RawBatch, TopicPartitionKey
 from lakekit.sink.codecs import raise_if_codec_missing
 from lakekit.sink.commit import DeltaTarget
@@ -206,7 +207,8 @@ class KafkaDeltaSink:
         self._job = JobContext(
             main=self._main, dead=self._dead, decoder=decode, schema=sink_schema,
             group_id=group_id, kafka_metadata=bool(kafka_metadata), on_error=on_error,
-            trim_memory=self._trim_memory, held=HeldBytes())
+            trim_memory=self._trim_memory, held=HeldBytes(),
+            kafka=kafka_namespace(bootstrap_servers))
         self._stats = SinkStats()
         self._clock = LoopClock()
         self._server = make_server(

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
+from lakekit import lineage
 from lakekit.errors import BadRecordError
 from lakekit.io.memory import return_free_memory
 from lakekit.sink.buffer import RawBatch, TopicPartitionKey
@@ -91,6 +93,8 @@ class JobContext:
     """Return freed memory to the OS after each job."""
     held: HeldBytes
     """Where the job reports the decoded bytes it holds (0 once it ends)."""
+    kafka: str = "kafka"
+    """The topics' OpenLineage namespace (``kafka://HOST:PORT``)."""
 
 
 @dataclass
@@ -137,7 +141,8 @@ def commit_job(box: list[RawBatch], expected: dict[TopicPartitionKey, int | None
     del batch  # the raw bytes are no longer needed
     prepared = time.monotonic()
     try:
-        outcome = commit_batch(ctx.main, ctx.dead, request)
+        outcome = lineage.sink_run(ctx.main, ctx.dead, [tp[0] for tp in partitions], ctx.kafka,
+                                   partial(commit_batch, ctx.main, ctx.dead, request))
     finally:
         request.close()
         del request

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakekit import lineage
 from lakekit.errors import ConfigError, NotFoundError, VersionNotFoundError
 from lakekit.io.filters import Filter
 from lakekit.io.tags import TagStore, check_tag_name
@@ -191,13 +192,15 @@ class Table:
         """
         checked_txn = check_txn(txn)
         if engine_of(data) is not None:
-            return write_distributed(self._delta, data, mode=mode, schema_mode=schema_mode,
-                                     partition_by=partition_by, metadata=metadata,
-                                     txn=checked_txn, client=client)
+            return lineage.table_run(self, "write", lambda: write_distributed(
+                self._delta, data, mode=mode, schema_mode=schema_mode,
+                partition_by=partition_by, metadata=metadata, txn=checked_txn, client=client),
+                mode=mode)
         if client is not None:
             raise ConfigError("client= is for writing a Dask DataFrame; this data is not one")
-        return write_data(self._delta, data, mode=mode, schema_mode=schema_mode,
-                          partition_by=partition_by, metadata=metadata, txn=checked_txn)
+        return lineage.table_run(self, "write", lambda: write_data(
+            self._delta, data, mode=mode, schema_mode=schema_mode, partition_by=partition_by,
+            metadata=metadata, txn=checked_txn), data=data, mode=mode)
 
     def upsert(
         self,
@@ -222,7 +225,8 @@ class Table:
         >>> t.read().sort_by("id").to_pydict()
         {'id': [1, 2, 3, 9], 'kind': ['view', 'buy', 'test', 'view']}
         """
-        return upsert_rows(self._delta, data, on=on, metadata=metadata)
+        return lineage.table_run(self, "upsert", lambda: upsert_rows(
+            self._delta, data, on=on, metadata=metadata), data=data)
 
     def delete(
         self, predicate: str | Sequence[Any], *, metadata: Mapping[str, Any] | None = None
@@ -247,7 +251,8 @@ class Table:
         >>> t.delete("kind = 'test'")  # no row matches any more: no new version
         2
         """
-        return delete_rows(self._delta, predicate, metadata=metadata)
+        return lineage.table_run(self, "delete", lambda: delete_rows(
+            self._delta, predicate, metadata=metadata))
 
     # -- history and time travel -------------------------------------------------------------
     def history(self, limit: int | None = None) -> list[Commit]:
@@ -382,7 +387,8 @@ class Table:
         target = resolve_version(self._delta, self._tags, version, as_of, tag)
         if target is None:
             raise ConfigError("restore needs one of version=, as_of= or tag=")
-        return restore_version(self._delta, target, tag=tag, metadata=metadata)
+        return lineage.table_run(self, "restore", lambda: restore_version(
+            self._delta, target, tag=tag, metadata=metadata))
 
     def diff(self, from_version: VersionRef, to_version: VersionRef) -> TableDiff:
         """What changed from one version to another (versions or tag names).
