@@ -181,6 +181,11 @@ class Loader:
         return self._output
 
     @property
+    def shuffle(self) -> bool:
+        """Whether epochs are shuffled (a batch then mixes rows of many units)."""
+        return self._shuffle
+
+    @property
     def fingerprint(self) -> str:
         """A digest of the data, the table version and the filter the epoch is planned on."""
         return self._plan.fingerprint

@@ -6,7 +6,11 @@
 **Workers.** A DataLoader with ``num_workers=n`` asks its workers for batches in turn
 (worker 0, 1, ..., n - 1, 0, ...). Worker ``w`` yields the rank's batches ``start + w``,
 ``start + w + n``, ... (``Loader.batches(worker=, num_workers=)``), so the DataLoader
-yields exactly the loader's sequence, whatever ``n``; no two workers read the same rows.
+yields exactly the loader's sequence, whatever ``n``; no two workers yield the same rows.
+But a shuffled batch mixes rows of every unit in the window, so **every worker reads every
+unit**: ``n`` workers read and decode the data ``n`` times. The loader already reads
+ahead and gathers the next batches in its own threads, so ``num_workers=0`` is the fast
+choice (see docs/training.md's figures); a worker of a shuffled loader warns once.
 
 **Resume.** Two ways, both exact (the state is the batches the training loop has
 *consumed*, not what the workers have prefetched):
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -218,6 +223,11 @@ class TorchDataset(IterableDataset):
                 yield batch
             return
         n, w = int(info.num_workers), int(info.id)
+        if n > 1 and w == 0 and self._loader.shuffle:
+            warnings.warn(
+                f"lakekit loader with DataLoader(num_workers={n}): every worker reads every "
+                f"unit of the shuffle window, so the data is read {n} times; the loader "
+                "reads ahead in its own threads, and num_workers=0 is faster", stacklevel=2)
         self._own_loader()
         first = self._first_index(w, n)
         indices = range(first, total, n)
