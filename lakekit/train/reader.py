@@ -147,6 +147,7 @@ class BatchReader:
             schema) else None
         self._tables: dict[int, pa.Table] = {}  # units not in the pool
         self._resident = np.zeros(n, dtype=bool)
+        self._loaded = np.zeros(n, dtype=bool)  # read once this pass (wrapped rows may re-read)
         self._pending: dict[int, Future[pa.Table]] = {}
         self._release: list[tuple[float, int]] = []  # (threshold key, unit)
         self._seen = np.zeros(n, dtype=bool)
@@ -212,6 +213,7 @@ class BatchReader:
         else:
             self._tables[u] = table
         self._resident[u] = True
+        self._loaded[u] = True
         heapq.heappush(self._release, (float(self._ends[u]), u))
 
     def _to_tables(self) -> None:
@@ -296,7 +298,8 @@ class BatchReader:
     def _read_ahead(self, pool: ThreadPoolExecutor) -> None:
         while self._upcoming and len(self._pending) < self._prefetch:
             u = self._upcoming.popleft()
-            self._submit(pool, u)
+            if not self._loaded[u]:  # not already loaded on demand (and maybe dropped since)
+                self._submit(pool, u)
 
     def _gather(self, units: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray] | pa.Table:
         if self._pool is not None:
