@@ -9,13 +9,14 @@ each module keeping its own global and lock.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["ordered_map", "shared_pool"]
+__all__ = ["ordered_map", "read_ahead", "shared_pool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,3 +98,63 @@ def ordered_map(
         finally:
             for future, _ in pending:
                 future.cancel()
+
+
+def read_ahead(items: Iterator[T], *, depth: int = 1,
+               name: str = "lakekit-read-ahead") -> Generator[T, None, None]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
+
+    The caller's work on one item overlaps with producing the next (a JSONL block's
+    decompression, a training loader's next chunk). An error in the thread is raised in
+    the caller; closing the returned generator stops and joins the thread (every wait is
+    bounded).
+    """
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[int, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((0, item)):
+                    return
+            put((1, None))
+        except BaseException as exc:
+            put((2, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                kind, item = q.get(timeout=1.0)
+            except queue.Empty:
+                if not thread.is_alive() and q.empty():
+                    raise RuntimeError(f"the {name} thread stopped unexpectedly") from None
+                continue
+            if kind == 0:
+                yield item
+            elif kind == 1:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        while not q.empty():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+        thread.join(timeout=60)

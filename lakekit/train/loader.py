@@ -20,13 +20,13 @@ import pyarrow as pa
 
 from lakekit.errors import ConfigError, DataChangedError
 from lakekit.io.filters import Filter
+from lakekit.io.pipeline import read_ahead
 from lakekit.train.describe import LoaderPlan, describe_plan
 from lakekit.train.order import EpochOrder
 from lakekit.train.reader import (
     CHUNK_ROWS,
     BatchReader,
     as_arrow,
-    in_background,
     missing_shard,
     prefetch_units,
 )
@@ -255,7 +255,7 @@ class Loader:
                 chunks.close()
 
         # the next chunk is located, read and gathered while the caller trains on this one
-        got = in_background(converted, depth=1)
+        got = read_ahead(converted(), depth=1, name="lakekit-train-batches")
         numbers = iter(indexes)
         try:
             for chunk, sizes in got:

@@ -14,15 +14,11 @@ one fancy index per column whatever the number of units it mixes; other columns
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +27,7 @@ from lakekit.errors import DataChangedError
 from lakekit.train.order import EpochOrder, Segment
 from lakekit.train.units import Plan
 
-__all__ = ["CHUNK_ROWS", "BatchReader", "SlotPool", "as_arrow", "fixed_width", "in_background",
+__all__ = ["CHUNK_ROWS", "BatchReader", "SlotPool", "as_arrow", "fixed_width",
            "missing_shard", "prefetch_units"]
 
 CHUNK_ROWS = 16384  # rows located and gathered at once (whole batches; at least one)
@@ -317,58 +313,6 @@ class BatchReader:
         inverse = np.empty(len(order), dtype=np.int64)
         inverse[order] = np.arange(len(order))
         return grouped.take(pa.array(inverse))
-
-
-_DONE = object()
-
-
-def in_background(make: Callable[[], Iterator[Any]], *, depth: int = 1,
-                  name: str = "lakekit-train-batches") -> Generator[Any, None, None]:
-    """Run the iterator ``make()`` in a thread, at most ``depth`` items ahead of the caller.
-
-    The caller's work (a training step) then overlaps with gathering the next chunk. An
-    error in the thread is raised here; closing this generator stops the thread (every
-    wait is bounded, and the thread is joined).
-    """
-    items: queue.Queue[Any] = queue.Queue(maxsize=max(depth, 1))
-    stop = threading.Event()
-
-    def run() -> None:
-        source = make()
-        try:
-            for item in source:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((_DONE, None))
-        except BaseException as exc:  # handed to the caller, who raises it
-            items.put((_DONE, exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, exc = items.get()
-            if item is _DONE:
-                if exc is not None:
-                    raise exc
-                return
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a put, then let the thread see `stop`
-            with contextlib.suppress(queue.Empty):
-                items.get(timeout=0.1)
-        thread.join()
 
 
 def prefetch_units(plan: Plan, threads: int, chunk_rows: int) -> int:

@@ -12,8 +12,6 @@ so neither restarts from the file's start. Local files are read without retries.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -307,56 +305,3 @@ def iter_blocks(
             yield from blocks
     finally:
         stream.close()
-
-
-def read_ahead(items: Iterator[T], *, depth: int = 1, name: str = "lakekit-jsonl") -> Iterator[T]:
-    """Iterate ``items`` in a background thread, at most ``depth`` items ahead."""
-    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: tuple[int, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for item in items:
-                if not put((0, item)):
-                    return
-            put((1, None))
-        except BaseException as exc:
-            put((2, exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                kind, item = q.get(timeout=1.0)
-            except queue.Empty:
-                if not thread.is_alive() and q.empty():
-                    raise RuntimeError("the JSONL reader thread stopped unexpectedly") from None
-                continue
-            if kind == 0:
-                yield item
-            elif kind == 1:
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
-        while not q.empty():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                break
-        thread.join(timeout=60)

@@ -27,8 +27,8 @@ import pyarrow as pa
 from lakekit.errors import BadRecordError, BadRecordsWarning, ConfigError
 from lakekit.io.jsonl._parse import PARSE_ERRORS, Parser, Piece, Unifier
 from lakekit.io.jsonl._salvage import Salvage, explain
-from lakekit.io.jsonl._stream import Block, compression_of, iter_blocks, open_stream, read_ahead
-from lakekit.io.pipeline import shared_pool
+from lakekit.io.jsonl._stream import Block, compression_of, iter_blocks, open_stream
+from lakekit.io.pipeline import read_ahead, shared_pool
 
 __all__ = ["BadLineTally", "compression_of", "infer_jsonl_schema", "read_jsonl_batches"]
 
@@ -252,7 +252,7 @@ def read_jsonl_batches(
         max_line_bytes=max_line_bytes,
     )
     if prefetch:
-        blocks = read_ahead(blocks)
+        blocks = read_ahead(blocks, name="lakekit-jsonl-read")
 
     def parse(block: Block) -> list[Piece]:
         return _pieces(block, parser, url=url, on_bad_lines=on_bad_lines, tally=tally,
