@@ -56,7 +56,8 @@ class SlotPool:
         self.arrays: dict[str, np.ndarray] = {}
 
     def add(self, u: int, table: pa.Table) -> None:
-        cols = {name: _numpy(table.column(name)) for name in table.column_names}
+        cols = {name: _numpy(col) for name, col in zip(table.column_names, table.columns,
+                                                          strict=True)}
         if not self.free:
             self._grow(cols)
         slot = self.free.pop()
@@ -95,9 +96,7 @@ def _numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_fixed_size_list(array.type):
         inner = _numpy(pa.chunked_array([array.flatten()]))
         return inner.reshape(len(array), array.type.list_size, *inner.shape[1:])
-    if array.null_count:
-        raise _NullsInPool(column)
-    return np.asarray(array.to_numpy(zero_copy_only=False))
+    return array.to_numpy(zero_copy_only=False)
 
 
 class _NullsInPool(Exception):
