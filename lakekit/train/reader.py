@@ -135,6 +135,8 @@ class BatchReader:
         self._prefetch = prefetch_units(plan, prefetch, chunk_rows)
         self._chunk_rows = max(int(chunk_rows), 1)
         self._segments: dict[int, Segment] = {}
+        self._next_segment: tuple[int, Future[Segment]] | None = None
+        self._executor: ThreadPoolExecutor | None = None
         n = len(plan.rows)
         # a slot holds the largest unit: only when units are alike (else slots waste memory)
         alike = n > 0 and int(plan.rows.max()) <= 4 * max(int(np.median(plan.rows)), 1)
@@ -159,10 +161,19 @@ class BatchReader:
     def _segment(self, m: int) -> Segment:
         seg = self._segments.get(m)
         if seg is None:
-            seg = self._order.segment(m)
+            ahead = self._next_segment
+            if ahead is not None and ahead[0] == m:
+                seg = ahead[1].result()
+            else:
+                seg = self._order.segment(m)
             self._segments[m] = seg
             while len(self._segments) > 4:
                 self._segments.pop(min(self._segments))
+            # the next segment's keys and sort (numpy, mostly without the GIL) on the pool
+            # while this one is used
+            pool = self._executor
+            if pool is not None and self._order.shuffle and m + 1 < self._order.segments:
+                self._next_segment = (m + 1, pool.submit(self._order.segment, m + 1))
         return seg
 
     def locate(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -246,6 +257,7 @@ class BatchReader:
         source = iter(positions)
         exhausted = False
         with ThreadPoolExecutor(self._threads, thread_name_prefix="lakekit-train") as pool:
+            self._executor = pool
             try:
                 while True:
                     while not exhausted and len(ahead) < LOOKAHEAD_CHUNKS:
@@ -280,6 +292,8 @@ class BatchReader:
                 self._tables.clear()
                 self._release.clear()
                 self._resident[:] = False
+                self._executor = None
+                self._next_segment = None
 
     def _note(self, units: np.ndarray) -> None:
         """Queue the units a batch needs first, in the order it needs them."""

@@ -243,7 +243,8 @@ class UnitReader:
         metadata = self._metadata(path)
         if metadata is None:
             return None
-        got = (pq.ParquetFile(path, metadata=metadata, memory_map=False), threading.Lock())
+        # an OSFile: no filesystem resolution per open (a shuffled epoch opens often)
+        got = (pq.ParquetFile(pa.OSFile(path), metadata=metadata), threading.Lock())
         with self._lock:
             while len(self._open) >= self.MAX_OPEN:  # closed by GC once no read holds it
                 self._open.pop(next(iter(self._open)))
