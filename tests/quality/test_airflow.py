@@ -2,13 +2,16 @@
 
 One DAG passes (sensor, templated quality check that warns, XCom read downstream); one
 fails (a failing check that must not be retried, a sensor that times out in reschedule
-mode). Task states, tries, reschedules and XComs are read back from Airflow's database.
+mode, the failing check again on a Dask cluster). Task states, tries, reschedules and
+XComs are read back from Airflow's database.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -51,16 +54,16 @@ DAGS = textwrap.dedent('''
                        "warn_age": "5m"})
         wait >> check >> PythonOperator(task_id="dump", python_callable=dump)
 
-    with DAG("lakekit_fail", start_date=datetime(2024, 1, 1), schedule=None):
+    # the failing DAG also holds the check on the Dask cluster (it fails the same way):
+    # each `airflow dags test` costs about 12 s before its first task starts
+    with DAG("lakekit_fail", start_date=datetime(2024, 1, 1), schedule=None,
+             params={"scheduler": os.environ["LAKEKIT_TEST_SCHEDULER"]}):
         QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
                              schemas_dir=SCHEMAS, retries=3)
         FreshnessSensor(task_id="wait_stale", source=ROOT + "/good",
                         freshness={"column": "event_time", "max_age": "1m"},
-                        poke_interval=1, timeout=8)  # room for a slow first poke
-
-    with DAG("lakekit_dask", start_date=datetime(2024, 1, 1), schedule=None,
-             params={"scheduler": os.environ["LAKEKIT_TEST_SCHEDULER"]}):
-        QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
+                        poke_interval=1, timeout=4)  # room for a slow first poke
+        QualityCheckOperator(task_id="check_dask", source=ROOT + "/bad", schema="events",
                              schemas_dir=SCHEMAS, engine="dask",
                              scheduler="{{ params.scheduler }}")
 ''')
@@ -81,6 +84,12 @@ def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactor
                   "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address})
     af.migrate()
     return af
+
+
+@pytest.fixture(scope="module")
+def failing_run(airflow_home: Airflow) -> subprocess.CompletedProcess[str]:
+    """One `airflow dags test lakekit_fail`, read by the two tests of its checks."""
+    return airflow_home("dags", "test", "lakekit_fail")
 
 
 def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
@@ -110,8 +119,8 @@ def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow)
 
 
 def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
-        airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_fail")
+        airflow_home: Airflow, failing_run: subprocess.CompletedProcess[str]) -> None:
+    run = failing_run
     assert run.returncode != 0
     states = task_rows(airflow_home, "lakekit_fail")
     state, tries, max_tries = states["check"]
@@ -133,13 +142,18 @@ def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
     assert "AirflowSensorTimeout" in run.stdout or "timed out" in run.stdout.lower()
 
 
-def test_a_check_on_a_dask_cluster_gives_the_local_report(airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_dask")
+def test_a_check_on_a_dask_cluster_gives_the_local_report(
+        airflow_home: Airflow, failing_run: subprocess.CompletedProcess[str]) -> None:
+    run = failing_run
     assert run.returncode != 0  # the same failing check as lakekit_fail's
     assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
+    # that line from the Dask task itself, not only from its local twin
+    assert re.search(r"\(validated on dask, \d+ partitions?\)\n.*"
+                     r"user_id greater_than_or_equal_to\(0\): 2", run.stdout), run.stdout[-5000:]
+    assert task_rows(airflow_home, "lakekit_fail")["check_dask"][0] == "failed"
     with sqlite3.connect(airflow_home.database) as db:
-        xcom = db.execute("select value from xcom where dag_id = 'lakekit_dask' and "
-                          "task_id = 'check' and key = 'report'").fetchone()
+        xcom = db.execute("select value from xcom where dag_id = 'lakekit_fail' and "
+                          "task_id = 'check_dask' and key = 'report'").fetchone()
     report = json.loads(xcom[0])
     assert report["status"] == "fail" and report["engine"] == "dask"
     assert report["partitions"] >= 1
