@@ -13,6 +13,8 @@ import re
 import sqlite3
 import subprocess
 import textwrap
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -70,8 +72,9 @@ DAGS = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory,
-                 dask_client: Any) -> Airflow:
+def homes(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory,
+          dask_client: Any) -> dict[str, Airflow]:
+    """An Airflow home (its own SQLite database) per DAG run, on the same tables."""
     root = tmp_path_factory.mktemp("airflow")
     newest = datetime.now(timezone.utc) - timedelta(minutes=20)
     good = events(400, newest=newest)
@@ -79,17 +82,22 @@ def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactor
     user = np.arange(400) % 50
     user[[3, 77]] = -1
     write_deltalake(str(root / "bad"), good.set_column(1, "user_id", pa.array(user, pa.int64())))
-    af = airflow(root, {"lakekit_dags.py": DAGS},
-                 {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS),
-                  "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address})
-    af.migrate()
-    return af
+    env = {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS),
+           "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address}
+    made = {}
+    for dag in ("lakekit_pass", "lakekit_fail"):
+        made[dag] = airflow(root / dag, {"lakekit_dags.py": DAGS}, env)
+        made[dag].migrate()
+    return made
 
 
 @pytest.fixture(scope="module")
-def failing_run(airflow_home: Airflow) -> subprocess.CompletedProcess[str]:
-    """One `airflow dags test lakekit_fail`, read by the two tests of its checks."""
-    return airflow_home("dags", "test", "lakekit_fail")
+def runs(homes: dict[str, Airflow]
+         ) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """`airflow dags test` of both DAGs at once, each in its home: a run is mostly
+    Airflow's start-up (about 12 s before the first task), on one core."""
+    with ThreadPoolExecutor(len(homes)) as pool:
+        yield {dag: pool.submit(af, "dags", "test", dag) for dag, af in homes.items()}
 
 
 def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
@@ -99,8 +107,11 @@ def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_pass")
+def test_passing_dag_warns_succeeds_and_pushes_the_report(
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_pass"]
+    run = runs["lakekit_pass"].result()
     assert run.returncode == 0, run.stdout[-5000:]
     states = task_rows(airflow_home, "lakekit_pass")
     assert {t: s[0] for t, s in states.items()} == {"wait": "success", "check": "success",
@@ -119,8 +130,10 @@ def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow)
 
 
 def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
-        airflow_home: Airflow, failing_run: subprocess.CompletedProcess[str]) -> None:
-    run = failing_run
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_fail"]
+    run = runs["lakekit_fail"].result()
     assert run.returncode != 0
     states = task_rows(airflow_home, "lakekit_fail")
     state, tries, max_tries = states["check"]
@@ -143,8 +156,10 @@ def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
 
 
 def test_a_check_on_a_dask_cluster_gives_the_local_report(
-        airflow_home: Airflow, failing_run: subprocess.CompletedProcess[str]) -> None:
-    run = failing_run
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_fail"]
+    run = runs["lakekit_fail"].result()
     assert run.returncode != 0  # the same failing check as lakekit_fail's
     assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
     # that line from the Dask task itself, not only from its local twin
