@@ -89,11 +89,11 @@ import json, logging, sys
 import lakekit as lk
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
-bootstrap, topic, table, options, idle = sys.argv[1:6]
+bootstrap, topic, table, options, idle, session = sys.argv[1:7]
 sink = lk.KafkaDeltaSink(
     topic, table, bootstrap_servers=bootstrap, group_id="chaos",
     storage_options=json.loads(options), kafka_metadata=True,
-    consumer_config={"session_timeout_ms": 6000, "reconnect_backoff_max_ms": 1000},
+    consumer_config={"session_timeout_ms": int(session), "reconnect_backoff_max_ms": 1000},
     max_batch_rows=500, max_batch_seconds=1.0, compact_every=20,
 )
 stats = sink.run(stop_after_idle=float(idle) if idle != "-" else None)
@@ -136,6 +136,7 @@ class Chaos:
     broker: RestartableBroker
     options: dict[str, Any]  # through the proxy
     clean: dict[str, Any]  # straight to moto, for set-up and the final checks
+    session_timeout_ms: int = 6000  # the sink's consumer sessions
     tally: Tally = field(default_factory=Tally)
     stop: threading.Event = field(default_factory=threading.Event)
     broker_up: threading.Event = field(default_factory=threading.Event)
@@ -344,7 +345,7 @@ def check(chaos: Chaos) -> None:
 def start_sink(chaos: Chaos, idle: str = "-") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", SINK, chaos.broker.bootstrap_servers, TOPIC, chaos.uri("events"),
-         json.dumps(chaos.options), idle],
+         json.dumps(chaos.options), idle, str(chaos.session_timeout_ms)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )
 
@@ -492,14 +493,17 @@ def _static(s3: S3Server) -> dict[str, pa.Table]:
 
 def run(seconds: float = 300, seed: int = 1, *, kill_every: tuple[float, float] = (10, 30),
         restart_every: tuple[float, float] = (45, 90), rate: int = 200,
-        drain_timeout: float = 300) -> dict[str, Any]:
-    """One chaos run; returns the figures (see the module docstring)."""
+        drain_timeout: float = 300, session_timeout_ms: int = 6000) -> dict[str, Any]:
+    """One chaos run; returns the figures (see the module docstring). The sink's
+    consumer sessions last ``session_timeout_ms``: a restarted sink waits out the killed
+    one's session, then joins in about half of one."""
     started = time.monotonic()
     with _servers(seed) as (s3, broker, proxy):
         s3.create_bucket(BUCKET)
         broker.create_topic(TOPIC, PARTITIONS)
         clean = dict(s3.storage_options)
-        chaos = Chaos(seconds, seed, s3, broker, proxy.options(clean), clean)
+        chaos = Chaos(seconds, seed, s3, broker, proxy.options(clean), clean,
+                      session_timeout_ms=session_timeout_ms)
         chaos.broker_up.set()
         static = _static(s3)
         lk.Table(chaos.uri("writes"), storage_options=clean).write(_batch(9, 0, 50).slice(0, 0))

@@ -27,8 +27,10 @@ def chaos_module() -> ModuleType:
 
 def test_a_short_chaos_run_loses_duplicates_and_gets_wrong_nothing() -> None:
     chaos = chaos_module()
+    # 3 s consumer sessions (the benchmark's 6 s are its default): each sink restart
+    # waits out the killed sink's session, the drain included
     result = chaos.run(12, seed=7, kill_every=(3, 5), restart_every=(5, 8), rate=200,
-                       drain_timeout=150)
+                       drain_timeout=150, session_timeout_ms=3000)
     report = chaos.markdown([result])
     assert chaos.lost_duplicated_wrong(result) == (0, 0, 0), report
     assert result["drained"], report

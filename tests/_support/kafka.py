@@ -12,7 +12,9 @@ import pyarrow as pa
 import lakekit as lk
 from lakekit.local_servers import KafkaBroker
 
-SESSION = {"session_timeout_ms": 6000}
+# 3 s consumer sessions: a group join takes about half of it (1.5 s; 3 s with 6 s
+# sessions), paid by every test that starts a sink
+SESSION = {"session_timeout_ms": 3000}
 
 
 

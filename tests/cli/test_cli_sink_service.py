@@ -244,7 +244,8 @@ def test_credentials_from_the_environment_or_files_never_show_even_on_errors(
     storage.write_text("# mounted from a Kubernetes secret\n"
                        + "".join(f"{k}={v}\n" for k, v in aws.items()))
     consumer = tmp_path / "consumer.env"
-    consumer.write_text(f"session_timeout_ms=6000\nsasl_plain_password={SECRET}\n")
+    # 2 s sessions: the three runs of one group join in about 1 s each, not 3
+    consumer.write_text(f"session_timeout_ms=2000\nsasl_plain_password={SECRET}\n")
     topic = f"svc-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topic(topic, 1)
     uri = f"s3://{s3_bucket}/events"

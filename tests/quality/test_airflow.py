@@ -2,14 +2,19 @@
 
 One DAG passes (sensor, templated quality check that warns, XCom read downstream); one
 fails (a failing check that must not be retried, a sensor that times out in reschedule
-mode). Task states, tries, reschedules and XComs are read back from Airflow's database.
+mode, the failing check again on a Dask cluster). Task states, tries, reschedules and
+XComs are read back from Airflow's database.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 import textwrap
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -51,24 +56,25 @@ DAGS = textwrap.dedent('''
                        "warn_age": "5m"})
         wait >> check >> PythonOperator(task_id="dump", python_callable=dump)
 
-    with DAG("lakekit_fail", start_date=datetime(2024, 1, 1), schedule=None):
+    # the failing DAG also holds the check on the Dask cluster (it fails the same way):
+    # each `airflow dags test` costs about 12 s before its first task starts
+    with DAG("lakekit_fail", start_date=datetime(2024, 1, 1), schedule=None,
+             params={"scheduler": os.environ["LAKEKIT_TEST_SCHEDULER"]}):
         QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
                              schemas_dir=SCHEMAS, retries=3)
         FreshnessSensor(task_id="wait_stale", source=ROOT + "/good",
                         freshness={"column": "event_time", "max_age": "1m"},
-                        poke_interval=1, timeout=8)  # room for a slow first poke
-
-    with DAG("lakekit_dask", start_date=datetime(2024, 1, 1), schedule=None,
-             params={"scheduler": os.environ["LAKEKIT_TEST_SCHEDULER"]}):
-        QualityCheckOperator(task_id="check", source=ROOT + "/bad", schema="events",
+                        poke_interval=1, timeout=4)  # room for a slow first poke
+        QualityCheckOperator(task_id="check_dask", source=ROOT + "/bad", schema="events",
                              schemas_dir=SCHEMAS, engine="dask",
                              scheduler="{{ params.scheduler }}")
 ''')
 
 
 @pytest.fixture(scope="module")
-def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory,
-                 dask_client: Any) -> Airflow:
+def homes(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactory,
+          dask_client: Any) -> dict[str, Airflow]:
+    """An Airflow home (its own SQLite database) per DAG run, on the same tables."""
     root = tmp_path_factory.mktemp("airflow")
     newest = datetime.now(timezone.utc) - timedelta(minutes=20)
     good = events(400, newest=newest)
@@ -76,11 +82,22 @@ def airflow_home(airflow: type[Airflow], tmp_path_factory: pytest.TempPathFactor
     user = np.arange(400) % 50
     user[[3, 77]] = -1
     write_deltalake(str(root / "bad"), good.set_column(1, "user_id", pa.array(user, pa.int64())))
-    af = airflow(root, {"lakekit_dags.py": DAGS},
-                 {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS),
-                  "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address})
-    af.migrate()
-    return af
+    env = {"LAKEKIT_TEST_ROOT": str(root), "LAKEKIT_TEST_SCHEMAS": str(SCHEMAS),
+           "LAKEKIT_TEST_SCHEDULER": dask_client.scheduler.address}
+    made = {}
+    for dag in ("lakekit_pass", "lakekit_fail"):
+        made[dag] = airflow(root / dag, {"lakekit_dags.py": DAGS}, env)
+        made[dag].migrate()
+    return made
+
+
+@pytest.fixture(scope="module")
+def runs(homes: dict[str, Airflow]
+         ) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """`airflow dags test` of both DAGs at once, each in its home: a run is mostly
+    Airflow's start-up (about 12 s before the first task), on one core."""
+    with ThreadPoolExecutor(len(homes)) as pool:
+        yield {dag: pool.submit(af, "dags", "test", dag) for dag, af in homes.items()}
 
 
 def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
@@ -90,8 +107,11 @@ def task_rows(af: Airflow, dag_id: str) -> dict[str, tuple[str, int, int]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_pass")
+def test_passing_dag_warns_succeeds_and_pushes_the_report(
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_pass"]
+    run = runs["lakekit_pass"].result()
     assert run.returncode == 0, run.stdout[-5000:]
     states = task_rows(airflow_home, "lakekit_pass")
     assert {t: s[0] for t, s in states.items()} == {"wait": "success", "check": "success",
@@ -110,8 +130,10 @@ def test_passing_dag_warns_succeeds_and_pushes_the_report(airflow_home: Airflow)
 
 
 def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
-        airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_fail")
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_fail"]
+    run = runs["lakekit_fail"].result()
     assert run.returncode != 0
     states = task_rows(airflow_home, "lakekit_fail")
     state, tries, max_tries = states["check"]
@@ -133,13 +155,20 @@ def test_failing_dag_fails_without_retries_and_the_sensor_times_out(
     assert "AirflowSensorTimeout" in run.stdout or "timed out" in run.stdout.lower()
 
 
-def test_a_check_on_a_dask_cluster_gives_the_local_report(airflow_home: Airflow) -> None:
-    run = airflow_home("dags", "test", "lakekit_dask")
+def test_a_check_on_a_dask_cluster_gives_the_local_report(
+        homes: dict[str, Airflow], runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    airflow_home = homes["lakekit_fail"]
+    run = runs["lakekit_fail"].result()
     assert run.returncode != 0  # the same failing check as lakekit_fail's
     assert "user_id greater_than_or_equal_to(0): 2" in run.stdout
+    # that line from the Dask task itself, not only from its local twin
+    assert re.search(r"\(validated on dask, \d+ partitions?\)\n.*"
+                     r"user_id greater_than_or_equal_to\(0\): 2", run.stdout), run.stdout[-5000:]
+    assert task_rows(airflow_home, "lakekit_fail")["check_dask"][0] == "failed"
     with sqlite3.connect(airflow_home.database) as db:
-        xcom = db.execute("select value from xcom where dag_id = 'lakekit_dask' and "
-                          "task_id = 'check' and key = 'report'").fetchone()
+        xcom = db.execute("select value from xcom where dag_id = 'lakekit_fail' and "
+                          "task_id = 'check_dask' and key = 'report'").fetchone()
     report = json.loads(xcom[0])
     assert report["status"] == "fail" and report["engine"] == "dask"
     assert report["partitions"] >= 1

@@ -271,7 +271,7 @@ def test_the_cli_exits_2_with_one_line_when_a_codec_library_is_missing(
         [sys.executable, "-c", BLOCKED_CLI, "sink", "--topic", topic,
          "--bootstrap-servers", kafka_broker.bootstrap_servers,
          "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", table,
-         "--consumer-option", "session_timeout_ms=6000", "--stop-after-idle", "2"],
+         "--consumer-option", "session_timeout_ms=3000", "--stop-after-idle", "2"],
         capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

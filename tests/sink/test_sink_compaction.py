@@ -200,7 +200,9 @@ logging.getLogger("kafka").setLevel(logging.ERROR)
 bootstrap, topic, table, group, rows, idle = sys.argv[1:7]
 sink = lk.KafkaDeltaSink(
     topic, table, bootstrap_servers=bootstrap, group_id=group,
-    consumer_config={"session_timeout_ms": 6000}, kafka_metadata=True,
+    # 3 s sessions (not 6): a join takes half of it, and each start after a SIGKILL
+    # waits out the killed member's session first
+    consumer_config={"session_timeout_ms": 3000}, kafka_metadata=True,
     max_batch_rows=int(rows), max_batch_seconds=0.2, compact_every=2,
 )
 stats = sink.run(stop_after_idle=float(idle) if idle != "-" else None)

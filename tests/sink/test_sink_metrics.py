@@ -277,7 +277,7 @@ def test_readyz_follows_start_assignment_and_sigterm(
         [sys.executable, "-m", "lakekit.cli", "sink", "--topic", topic,
          "--bootstrap-servers", kafka_broker.bootstrap_servers,
          "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", table,
-         "--consumer-option", "session_timeout_ms=6000", "--max-batch-seconds", "600",
+         "--consumer-option", "session_timeout_ms=3000", "--max-batch-seconds", "600",
          "--metrics-port", "0", "--metrics-host", "127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

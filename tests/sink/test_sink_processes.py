@@ -40,7 +40,8 @@ logging.getLogger("kafka").setLevel(logging.ERROR)
 bootstrap, topic, table, group, schema, rows, idle = sys.argv[1:8]
 sink = lk.KafkaDeltaSink(
     topic, table, bootstrap_servers=bootstrap, group_id=group,
-    consumer_config={"session_timeout_ms": 6000}, schema=schema or None,
+    # 3 s sessions (not 6): each join and rebalance of the group takes half of it
+    consumer_config={"session_timeout_ms": 3000}, schema=schema or None,
     kafka_metadata=True, max_batch_rows=int(rows), max_batch_seconds=0.5,
 )
 stats = sink.run(stop_after_idle=float(idle) if idle != "-" else None)
@@ -202,7 +203,7 @@ def test_cli_sigterm_flushes_commits_and_exits_zero(
             "--bootstrap-servers", kafka_broker.bootstrap_servers,
             "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--table", table,
             "--kafka-metadata", "--max-batch-rows", "100000",
-            "--consumer-option", "session_timeout_ms=6000"]
+            "--consumer-option", "session_timeout_ms=3000"]  # joins in 1.5 s, not 3
     cli = Child([*args, "--max-batch-seconds", "600"])
     cli.wait_for("partitions assigned")
     time.sleep(1.5)  # let it read the messages; nothing is flushed for 600 s

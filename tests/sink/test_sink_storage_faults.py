@@ -89,7 +89,9 @@ bootstrap, topic, table, group, schema, rows, idle, options = sys.argv[1:9]
 sink = lk.KafkaDeltaSink(
     topic, table, bootstrap_servers=bootstrap, group_id=group,
     storage_options=json.loads(options), schema=schema, kafka_metadata=True,
-    consumer_config={"session_timeout_ms": 6000, "reconnect_backoff_max_ms": 500},
+    # 3 s sessions (not 6): a join takes half of it, and each start after a SIGKILL
+    # waits out the killed member's session first
+    consumer_config={"session_timeout_ms": 3000, "reconnect_backoff_max_ms": 500},
     max_batch_rows=int(rows), max_batch_seconds=0.5,
 )
 stats = sink.run(stop_after_idle=float(idle) if idle != "-" else None)
