@@ -31,7 +31,7 @@ __all__ = ["CHUNK_ROWS", "BatchReader", "SlotPool", "as_arrow", "fixed_width",
            "missing_shard", "prefetch_units"]
 
 CHUNK_ROWS = 16384  # rows located and gathered at once (whole batches; at least one)
-MAX_PREFETCH = 64  # units read ahead at most
+MAX_PREFETCH = 128  # units read ahead at most
 LOOKAHEAD_CHUNKS = 3  # chunks located ahead, to know which units to read ahead
 
 
@@ -331,7 +331,7 @@ class BatchReader:
 def prefetch_units(plan: Plan, threads: int, chunk_rows: int) -> int:
     """Units read ahead: what a chunk of ``chunk_rows`` needs anew, at least ``threads``."""
     typical = max(int(np.median(plan.rows)) if len(plan.rows) else 1, 1)
-    return int(min(max(threads, chunk_rows // typical + threads), MAX_PREFETCH))
+    return int(min(max(threads, 2 * chunk_rows // typical + threads), MAX_PREFETCH))
 
 
 def _arrow(a: np.ndarray) -> pa.Array:
