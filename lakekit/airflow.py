@@ -330,8 +330,10 @@ class FreshnessSensor(BaseSensorOperator):
         import lakekit as lk
 
         try:
-            report = lk.check(self.source, freshness=_freshness(self.freshness),
-                              storage_options=self.storage_options or None)
+            # no lineage run per poke: the Airflow provider reports the sensor's task
+            report = lineage.capturing(lk.check, [])(
+                self.source, freshness=_freshness(self.freshness),
+                storage_options=self.storage_options or None)
         except ConfigError as exc:
             raise AirflowFailException(f"FreshnessSensor is misconfigured: {exc}") from None
         except NotFoundError as exc:

@@ -159,6 +159,37 @@ def test_writes_and_checks_emit_valid_runs_to_an_http_backend(
         c: int(data[c].null_count()) for c in data.columns}
 
 
+def test_a_completeness_check_of_parquet_files_reports_its_null_counts(
+        receiver: Receiver, tmp_path: Path) -> None:
+    # parquet files have no Delta log statistics: the counts come from Completeness (footers)
+    data = pl.DataFrame({"a": [1, None, 3, None], "b": ["x", "y", None, "z"]})
+    data.write_parquet(tmp_path / "part-0.parquet")
+    report = lk.check(str(tmp_path), checks=[lk.Completeness(["a", "b"], min_ratio=0.5)])
+    assert lineage.flush(10)
+    (checked,) = [e for e in receiver.events if e["eventType"] == "COMPLETE"]
+    validate(checked)
+    metrics = checked["inputs"][0]["inputFacets"]["dataQualityMetrics"]
+    assert {c: m["nullCount"] for c, m in metrics["columnMetrics"].items()} == {
+        c: int(data[c].null_count()) for c in data.columns} == {"a": 2, "b": 1}
+    assert report.status == "pass"
+
+
+def test_a_freshness_sensor_poke_emits_no_run_of_its_own(
+        receiver: Receiver, tmp_path: Path) -> None:
+    from lakekit.airflow import FreshnessSensor
+
+    uri = str(tmp_path / "events")
+    lk.Table(uri).write(pa.table({"id": [1]}))
+    assert lineage.flush(10)
+    written = len(receiver.events)
+    sensor = FreshnessSensor(task_id="wait", source=uri, freshness={"max_age": "1h"},
+                             poke_interval=1, timeout=10)
+    assert sensor.poke({}) is True
+    lk.check(uri, volume=lk.Volume(min_rows=1))  # the same check outside a sensor does emit
+    assert lineage.flush(10)
+    assert [e["job"]["name"] for e in receiver.events[written:]] == [f"check:{uri}"] * 2
+
+
 def test_file_transport_from_openlineage_yml(tmp_path: Path) -> None:
     events_file = tmp_path / "events.jsonl"
     (tmp_path / "openlineage.yml").write_text(textwrap.dedent(f"""

@@ -114,6 +114,7 @@ def check_completeness(source: Source, check: Completeness) -> list[CheckResult]
             "column": column, "rows": counts.rows, "nulls": nulls, "method": counts.method,
             "files": counts.files, "files_read": counts.files_read,
             "footers_read": counts.footers_read, "warn_ratio": check.warn_ratio,
+            "null_counts": {column: nulls},  # read by lineage (dataQualityMetrics)
         }
         if counts.rows == 0:
             results.append(CheckResult(
