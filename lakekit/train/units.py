@@ -11,6 +11,7 @@ filter and columns reads nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -70,8 +71,9 @@ class Plan:
     fingerprint: str
     counted: int
 
-    @property
+    @functools.cached_property
     def total_rows(self) -> int:
+        """Rows per epoch (summed once: every batch's positions need it)."""
         return int(self.rows.sum())
 
 
