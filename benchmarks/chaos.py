@@ -21,9 +21,16 @@ For ``--seconds`` (300 by default), on a moto S3 server behind the fault proxy
 Every S3 request of all of these goes through the proxy, which injects 503 SlowDown, 500,
 connection resets before and after the server applied the request, cut-short bodies and
 stalls, by request kind. At the end the sink drains the topic (still through the faults),
-and everything is checked against the truth: the topic read back from the broker, the
-batches whose writes returned. One table is printed: operations, faults injected by kind,
-errors surfaced, rows expected / present / lost / duplicated, wrong answers.
+and everything is checked against the truth: the topic read back from the broker (record
+by record: each names its number), the batches whose writes returned. One table is
+printed: operations, faults injected by kind, errors surfaced, rows expected / present /
+lost / duplicated, wrong answers.
+
+The broker is a test broker: around each restart the partitions' end offsets are noted
+(just before the kill, with the producer's acks, and right after the restart). Should one
+go down, the broker dropped the offsets in between; a sink row at such an offset is counted
+"broker dropped" or "broker re-used" (the offset now holds another record), not wrong. Any
+other mismatch is wrong. The producer's acks are set against the topic too.
 
 Run: ``python benchmarks/chaos.py [--seconds 300] [--seed 1] [--json]``; exit status 1
 when anything was lost, duplicated or wrong. ``tests/test_chaos.py`` runs a short one.
@@ -127,6 +134,32 @@ class Tally:
 
 
 @dataclass
+class Restart:
+    """A broker restart: the partitions' end offsets just before the kill (the higher of
+    what the broker said and one past the highest offset it had acked) and right after the
+    restart, before the producer carries on (``None``: the broker did not answer in time).
+    An end offset that went down means the broker dropped the offsets in between: records
+    it had acked, and records a sink may have read, are no longer in the topic, and the
+    next records produced get those offsets again."""
+
+    before: dict[int, int] | None
+    acked: dict[int, int]
+    after: dict[int, int] | None
+
+    @property
+    def dropped(self) -> list[tuple[int, int, int]]:
+        """The (partition, first, end) ranges of offsets the restart dropped."""
+        if self.after is None:
+            return []
+        out = []
+        for p, after in sorted(self.after.items()):
+            before = max((self.before or {}).get(p, 0), self.acked.get(p, 0))
+            if after < before:
+                out.append((p, after, before))
+        return out
+
+
+@dataclass
 class Chaos:
     """A chaos run's moving parts; :func:`run` drives it."""
 
@@ -147,9 +180,36 @@ class Chaos:
     sink_exits: int = 0
     broker_restarts: int = 0
     produced: int = 0
+    # what the producer was told: (partition, offset) -> the ids of the records acked
+    # there (two ids: the broker handed the offset out twice)
+    acked: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    # per partition, one past the highest offset acked since the last broker restart
+    acked_since: dict[int, int] = field(default_factory=dict)
+    # the broker's end offsets around each restart (see :func:`restart_broker`)
+    restarts: list[Restart] = field(default_factory=list)
+    broker_figures: dict[str, int] = field(default_factory=dict)  # see _broker_figures
 
     def uri(self, name: str) -> str:
         return f"s3://{BUCKET}/{name}"
+
+    def ack(self, record: int, metadata: Any) -> None:
+        """The producer's callback: record ``record`` is at ``metadata``'s offset."""
+        p, o = metadata.partition, metadata.offset
+        with self.tally.lock:
+            self.acked.setdefault((p, o), []).append(record)
+            self.acked_since[p] = max(self.acked_since.get(p, 0), o + 1)
+
+    def acked_ends(self) -> dict[int, int]:
+        """Per partition, one past the highest offset the broker acked since the last
+        call (since the last restart: an offset acked before a restart that dropped it
+        says nothing of the broker after it)."""
+        with self.tally.lock:
+            out, self.acked_since = self.acked_since, {}
+            return out
+
+    def dropped(self) -> list[tuple[int, int, int]]:
+        """The (partition, first, end) offset ranges a broker restart dropped."""
+        return [d for r in self.restarts for d in r.dropped]
 
 
 def pairs(table: pa.Table) -> list[tuple[Any, Any]]:
@@ -167,7 +227,9 @@ def _loop(chaos: Chaos, pause: float, body: Callable[[], None]) -> None:
 
 def produce(chaos: Chaos, rate: int) -> None:
     """``rate`` records a second, round robin over the partitions; every ``BAD_EVERY``-th
-    is not JSON. Pauses while the broker is down; the truth is read back from the topic."""
+    is not JSON; every record names its number (``id``, or ``not json <n>``). Pauses while
+    the broker is down; each ack is kept (:meth:`Chaos.ack`); the truth is read back from
+    the topic."""
     from kafka import KafkaProducer
 
     producer = None
@@ -183,20 +245,30 @@ def produce(chaos: Chaos, rate: int) -> None:
             for _ in range(rate // 10):
                 value = (b"not json %d" % i if i % BAD_EVERY == BAD_EVERY - 1
                          else json.dumps({"id": i, "kind": "view"}).encode())
-                producer.send(TOPIC, value, partition=i % PARTITIONS)
+                producer.send(TOPIC, value, partition=i % PARTITIONS).add_callback(
+                    chaos.ack, i)
                 i += 1
             producer.flush(timeout=5)
             chaos.produced = i
             chaos.tally.op("produce")
         except Exception:  # the broker went away: a new producer once it is back
             chaos.tally.error("produce")
-            if producer is not None:
-                producer.close(timeout=1)
+            _close(producer, 1)
             producer = None
             time.sleep(0.5)
         time.sleep(0.1)
-    if producer is not None:
-        producer.close(timeout=5)
+    _close(producer, 5)
+
+
+def _close(producer: Any, timeout: float) -> None:
+    """Close a producer; kafka-python's close flushes first and raises when the flush
+    times out (the broker is down): the producer thread must not die of it."""
+    if producer is None:
+        return
+    try:
+        producer.close(timeout=timeout)
+    except Exception:
+        return
 
 
 def write(chaos: Chaos, writer: int, rows: int = 50) -> None:
@@ -316,7 +388,7 @@ def maintain(chaos: Chaos) -> None:
 
 def check(chaos: Chaos) -> None:
     """Volume and freshness checks whose right verdicts are known: right or ``error``."""
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("volume pass", chaos.uri("static/parquet"), {"volume": lk.Volume(min_rows=STATIC_ROWS,
                                                                           max_rows=STATIC_ROWS)},
          "pass"),
@@ -328,6 +400,7 @@ def check(chaos: Chaos) -> None:
     ]
     for name, uri, kwargs, right in cases:
         chaos.tally.op(f"check {name}")
+        status: str
         try:
             report = lk.check(uri, storage_options=chaos.options, **kwargs)
             status, why = report.status, report.summary() if report.status == "error" else ""
@@ -369,20 +442,80 @@ def monkey(chaos: Chaos, rng: random.Random, kill_every: tuple[float, float],
             chaos.sink = start_sink(chaos)
             next_kill = now + rng.uniform(*kill_every)
         if now >= next_restart:
-            chaos.broker_up.clear()
-            chaos.broker.kill()
-            chaos.stop.wait(rng.uniform(1, 3))
-            chaos.broker.start()
-            chaos.broker_up.set()
-            chaos.broker_restarts += 1
+            restart_broker(chaos, rng.uniform(1, 3))
             next_restart = time.monotonic() + rng.uniform(*restart_every)
+
+
+def restart_broker(chaos: Chaos, down: float) -> None:
+    """Kill the broker with SIGKILL and start it again ``down`` seconds later, noting the
+    partitions' end offsets just before the kill and right after the restart (before the
+    producer carries on), and how far the broker had acked (once it is dead: every ack it
+    sent has arrived) since the last restart. Each wait is bounded; a broker that does
+    not answer is noted ``None`` (no offsets are then taken as dropped)."""
+    before = high_watermarks(chaos.broker)
+    chaos.broker_up.clear()
+    chaos.broker.kill()
+    chaos.stop.wait(down)
+    acked = chaos.acked_ends()
+    chaos.broker.start()
+    after = high_watermarks(chaos.broker)
+    chaos.broker_up.set()
+    chaos.restarts.append(Restart(before, acked, after))
+    chaos.broker_restarts += 1
 
 
 # --- the truth at the end -------------------------------------------------------------------
 
-def topic_records(broker: RestartableBroker, timeout: float = 120) -> dict[tuple[int, int], bool]:
-    """Every record of the topic: (partition, offset) -> is it valid JSON (not a dead
-    letter)."""
+def high_watermarks(broker: RestartableBroker, timeout: float = 5.0) -> dict[int, int] | None:
+    """The topic's end offsets by partition, as the broker's fetch responses give them (its
+    high-water marks); ``None`` when it did not answer within about ``timeout`` seconds.
+
+    Not ``KafkaConsumer.end_offsets``: Tansu answers ListOffsets(latest) with one past the
+    *first* offset of the batch it stored last (by the S3 object's modification time, in
+    whole seconds), short of the end by up to a second's records. That answer only says
+    where to start fetching: the fetch responses carry the true high-water mark."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    ms = int(timeout * 1000)
+    deadline = time.monotonic() + timeout
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers,
+                                 bootstrap_timeout_ms=ms, request_timeout_ms=ms,
+                                 enable_auto_commit=False)
+    except Exception:  # kafka-python's NoBrokersAvailable and the like: not answering
+        return None
+    try:
+        parts = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
+        consumer.assign(parts)
+        for tp, offset in consumer.end_offsets(parts).items():
+            consumer.seek(tp, max(0, offset - 1))  # a batch to fetch: its response has the mark
+        while time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+            marks = {tp.partition: consumer.highwater(tp) for tp in parts}
+            if all(m is not None for m in marks.values()):
+                return {p: int(m) for p, m in marks.items() if m is not None}
+        return None
+    except Exception:  # a timeout: not answering
+        return None
+    finally:
+        consumer.close()
+
+
+def record_id(value: bytes) -> tuple[bool, int]:
+    """A produced record's (is it JSON, its number): its ``id``, or the ``n`` of
+    ``not json <n>``."""
+    try:
+        return True, int(json.loads(value)["id"])
+    except ValueError:
+        return False, int(value.rsplit(b" ", 1)[1])
+
+
+def topic_records(broker: RestartableBroker, timeout: float = 120
+                  ) -> dict[tuple[int, int], tuple[bool, int]]:
+    """Every record of the topic: (partition, offset) -> (is it valid JSON (not a dead
+    letter), its number); read from the beginning up to the high-water marks of the fetch
+    responses (see :func:`high_watermarks`: Tansu's ``end_offsets`` fall short of the end,
+    and a read that stopped there missed the last records a sink had rightly written)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers,
@@ -390,46 +523,121 @@ def topic_records(broker: RestartableBroker, timeout: float = 120) -> dict[tuple
     parts = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    out: dict[tuple[int, int], bool] = {}
+    out: dict[tuple[int, int], tuple[bool, int]] = {}
     deadline = time.monotonic() + timeout
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        if time.monotonic() > deadline:
-            raise RuntimeError("reading the topic back did not finish")
-        for tp, records in consumer.poll(timeout_ms=500).items():
-            for r in records:
-                try:
-                    json.loads(r.value)
-                    out[tp.partition, r.offset] = True
-                except ValueError:
-                    out[tp.partition, r.offset] = False
-    consumer.close()
+
+    def behind() -> bool:
+        marks = [consumer.highwater(tp) for tp in parts]
+        return any(m is None or consumer.position(tp) < m for tp, m in zip(parts, marks,
+                                                                            strict=True))
+
+    empty = 0  # polls in a row that brought nothing
+    try:
+        # 10 empty polls in a row (5 s) with every mark known: the offsets left below a
+        # mark hold no record (a broker killed after it moved its mark, before it stored
+        # the batch)
+        while behind() and not (empty >= 10 and all(consumer.highwater(tp) is not None
+                                                    for tp in parts)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("reading the topic back did not finish")
+            polled = consumer.poll(timeout_ms=500)
+            empty = 0 if polled else empty + 1
+            for tp, records in polled.items():
+                for r in records:
+                    out[tp.partition, r.offset] = record_id(r.value)
+    finally:
+        consumer.close()
     return out
 
 
-def verify(chaos: Chaos) -> dict[str, dict[str, int]]:
-    """Rows expected / present / lost / duplicated / unexpected, per table (clean reads)."""
-    truth = topic_records(chaos.broker)
-    rows: dict[str, dict[str, int]] = {}
+Key = tuple[int, int]  # (partition, offset)
 
-    def compare(name: str, expected: set[tuple[int, int]], present: list[tuple[int, int]]) -> None:
-        counts = Counter(present)
-        rows[name] = {
-            "expected": len(expected), "present": len(present),
-            "lost": len(expected - set(counts)),
-            "duplicated": sum(c - 1 for c in counts.values() if c > 1),
-            "unexpected": len(set(counts) - expected),
-        }
 
-    events = lk.Table(chaos.uri("events"), storage_options=chaos.clean).read(
-        columns=["_kafka_partition", "_kafka_offset"])
-    compare("sink: events", {k for k, ok in truth.items() if ok},
-            pairs(events))
+def sink_records(chaos: Chaos) -> tuple[list[tuple[Key, int]], list[tuple[Key, int]]]:
+    """The sink's rows (clean reads): where each event and each dead letter came from, and
+    which record it is (its number)."""
+    events = lk.Table(chaos.uri("events"), storage_options=chaos.clean)
     dead = lk.Table(chaos.uri("events_dead_letter"), storage_options=chaos.clean)
-    dead_rows = dead.read(columns=["partition", "offset"]) if dead.exists else None
-    compare("sink: dead letters", {k for k, ok in truth.items() if not ok},
-            [] if dead_rows is None else
-            pairs(dead_rows))
+    got: list[list[tuple[Key, int]]] = []
+    for table, columns, number in (
+            (events, ["_kafka_partition", "_kafka_offset", "id"], lambda v: int(v)),
+            (dead, ["partition", "offset", "value"], lambda v: record_id(v)[1])):
+        if not table.exists:
+            got.append([])
+            continue
+        data = table.read(columns=columns)
+        got.append([((p, o), number(v)) for p, o, v in zip(
+            *(data.column(c).to_pylist() for c in columns), strict=True)])
+    return got[0], got[1]
+
+
+def _in(ranges: list[tuple[int, int, int]], key: Key) -> bool:
+    return any(key[0] == p and first <= key[1] < end for p, first, end in ranges)
+
+
+def _passed(truth: dict[Key, tuple[bool, int]], events: list[tuple[Key, int]],
+            dead: list[tuple[Key, int]], dropped: list[tuple[int, int, int]]) -> dict[int, int]:
+    """Per partition, one past the highest offset of a dropped range at which the sink
+    holds a record the topic no longer holds there: the sink had read that far in the log
+    the broker then dropped, so it never reads the records that took those offsets."""
+    out: dict[int, int] = {}
+    for kind, rows in ((True, events), (False, dead)):
+        for key, number in rows:
+            if _in(dropped, key) and truth.get(key) != (kind, number):
+                out[key[0]] = max(out.get(key[0], 0), key[1] + 1)
+    return out
+
+
+def compare(kind: bool, truth: dict[Key, tuple[bool, int]], present: list[tuple[Key, int]],
+            dropped: list[tuple[int, int, int]], passed: dict[int, int]) -> dict[str, int]:
+    """One sink table against the topic: the records of ``kind`` (JSON or not) expected,
+    the rows present, lost, duplicated, unexpected, and those the broker accounts for.
+
+    A row is right when the topic holds the same record (its number) at its offset. A row
+    at an offset of a range a broker restart dropped (:class:`Restart`) that the topic no
+    longer has is "broker dropped"; one at such an offset that now holds another record is
+    "broker re-used", and so is the record now there when the sink had read past it
+    (:func:`_passed`). Any other mismatch is lost or unexpected."""
+    expected = {k: n for k, (ok, n) in truth.items() if ok == kind}
+    counts = Counter(k for k, _ in present)
+    held = dict(present)
+    reused: set[Key] = set()
+    broker_dropped = unexpected = lost = 0
+    for key, number in held.items():
+        if expected.get(key) == number:
+            continue
+        if not _in(dropped, key):
+            unexpected += 1
+        elif key in truth:
+            reused.add(key)
+        else:
+            broker_dropped += 1
+    for key, number in expected.items():
+        if held.get(key) == number:
+            continue
+        if _in(dropped, key) and key[1] < passed.get(key[0], 0):
+            reused.add(key)
+        else:
+            lost += 1
+    return {"expected": len(expected), "present": len(present), "lost": lost,
+            "duplicated": sum(c - 1 for c in counts.values() if c > 1),
+            "unexpected": unexpected, "broker dropped": broker_dropped,
+            "broker re-used": len(reused)}
+
+
+def verify(chaos: Chaos) -> dict[str, dict[str, int]]:
+    """Rows expected / present / lost / duplicated / unexpected / broker dropped / broker
+    re-used, per table (clean reads); the sink's tables are compared with the topic read
+    back, record by record (:func:`compare`)."""
+    truth = topic_records(chaos.broker)
+    dropped = chaos.dropped()
+    events, dead = sink_records(chaos)
+    passed = _passed(truth, events, dead, dropped)
+    rows: dict[str, dict[str, int]] = {
+        "sink: events": compare(True, truth, events, dropped, passed),
+        "sink: dead letters": compare(False, truth, dead, dropped, passed),
+    }
+    chaos.broker_figures = _broker_figures(chaos, truth, events + dead, dropped)
 
     writes = lk.Table(chaos.uri("writes"), storage_options=chaos.clean)
     data = writes.read(columns=["writer", "batch", "id"])
@@ -445,6 +653,29 @@ def verify(chaos: Chaos) -> dict[str, dict[str, int]]:
     }
     _versions_right(chaos, writes)
     return rows
+
+
+def _broker_figures(chaos: Chaos, truth: dict[Key, tuple[bool, int]],
+                    sink: list[tuple[Key, int]], dropped: list[tuple[int, int, int]]
+                    ) -> dict[str, int]:
+    """What the producer was told against what the topic holds at the end: records acked,
+    acked ones the topic no longer holds at their offset (in a dropped range or not),
+    offsets acked twice, and the sink's rows the topic does not hold that the producer had
+    acked at exactly that offset (evidence that they are right, not proof)."""
+    with chaos.tally.lock:
+        acked = {k: list(v) for k, v in chaos.acked.items()}
+    gone = [k for k, numbers in acked.items()
+            if truth.get(k, (None, None))[1] not in numbers]
+    return {
+        "restarts measured": sum(r.after is not None for r in chaos.restarts),
+        "dropped offsets": sum(end - first for _, first, end in dropped),
+        "acked": sum(len(v) for v in acked.values()),
+        "acked, not in the topic": sum(not _in(dropped, k) for k in gone),
+        "acked, dropped": sum(_in(dropped, k) for k in gone),
+        "offsets acked twice": sum(len(v) > 1 for v in acked.values()),
+        "sink rows not in the topic, acked there": sum(
+            1 for k, n in sink if truth.get(k, (None, None))[1] != n and n in acked.get(k, [])),
+    }
 
 
 def _versions_right(chaos: Chaos, writes: lk.Table) -> None:
@@ -548,6 +779,9 @@ def run(seconds: float = 300, seed: int = 1, *, kill_every: tuple[float, float] 
         "faults_total": len(faults), "sink_kills": chaos.sink_kills,
         "sink_exits": chaos.sink_exits, "broker_restarts": chaos.broker_restarts,
         "produced": chaos.produced, "drained": drained, "rows": rows,
+        "broker": chaos.broker_figures,
+        "restarts": [{"before": r.before, "acked": r.acked, "after": r.after,
+                      "dropped": r.dropped} for r in chaos.restarts],
         "wrong": list(chaos.tally.wrong),
     }
 
@@ -575,14 +809,14 @@ def _drain(chaos: Chaos, timeout: float) -> bool:
 
 
 def _caught_up(chaos: Chaos) -> bool:
-    """True when every record of the topic is in the sink's table or its dead letters."""
-    have: set[tuple[int, int]] = set()
-    for name, columns in (("events", ["_kafka_partition", "_kafka_offset"]),
-                          ("events_dead_letter", ["partition", "offset"])):
-        table = lk.Table(chaos.uri(name), storage_options=chaos.clean)
-        if table.exists:
-            have.update(pairs(table.read(columns=columns)))
-    return set(topic_records(chaos.broker)) <= have
+    """True when every record of the topic is in the sink's table or its dead letters (or
+    the broker accounts for it: :func:`compare`)."""
+    truth = topic_records(chaos.broker)
+    dropped = chaos.dropped()
+    events, dead = sink_records(chaos)
+    passed = _passed(truth, events, dead, dropped)
+    return all(compare(kind, truth, rows, dropped, passed)["lost"] == 0
+               for kind, rows in ((True, events), (False, dead)))
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -602,10 +836,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
                "| broker restarts | lost | duplicated | wrong |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        ops = sum(r["ops"].values())
+        n_ops = sum(r["ops"].values())
         errs = sum(r["errors"].values())
         lost, dup, wrong = lost_duplicated_wrong(r)
-        out.append(f"| {r['seed']} | {r['seconds']:.0f} | {ops} ({errs}) | {r['faults_total']} | "
+        out.append(f"| {r['seed']} | {r['seconds']:.0f} | {n_ops} ({errs}) | {r['faults_total']} | "
                    f"{r['sink_kills']} | {r['broker_restarts']} | {lost} | {dup} | {wrong} |")
     out += ["", "Faults injected, by request kind and fault (all seeds):", ""]
     faults: Counter[str] = Counter()
@@ -617,13 +851,29 @@ def markdown(results: list[dict[str, Any]]) -> str:
     out.append("|---|" + "---|" * len(names))
     for kind in kinds:
         out.append(f"| {kind} | " + " | ".join(str(faults[f'{kind} {n}']) for n in names) + " |")
-    out += ["", "Rows (all seeds): expected / present / lost / duplicated / unexpected", ""]
-    out.append("| seed | table | expected | present | lost | duplicated | unexpected |")
-    out.append("|---|---|---|---|---|---|---|")
+    out += ["", "Rows (all seeds): expected / present / lost / duplicated / unexpected / "
+            "broker dropped / broker re-used (offsets a broker restart dropped: not wrong)",
+            ""]
+    out.append("| seed | table | expected | present | lost | duplicated | unexpected "
+               "| broker dropped | broker re-used |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for name, row in r["rows"].items():
             out.append(f"| {r['seed']} | {name} | {row['expected']} | {row['present']} | "
-                       f"{row['lost']} | {row['duplicated']} | {row['unexpected']} |")
+                       f"{row['lost']} | {row['duplicated']} | {row['unexpected']} | "
+                       f"{row.get('broker dropped', '-')} | {row.get('broker re-used', '-')} |")
+    out += ["", "The broker (the producer's acks against the topic at the end):", ""]
+    names = sorted({k for r in results for k in r.get("broker", {})})
+    out.append("| seed | " + " | ".join(names) + " |")
+    out.append("|---|" + "---|" * len(names))
+    for r in results:
+        out.append(f"| {r['seed']} | " + " | ".join(str(r.get("broker", {}).get(n, "-"))
+                                                     for n in names) + " |")
+    for r in results:
+        for restart in r.get("restarts", []):
+            if restart["dropped"]:
+                out.append(f"- seed {r['seed']}: a broker restart dropped offsets "
+                           f"{restart['dropped']} (partition, first, end)")
     out += ["", "Operations (errors surfaced after bounded retries), all seeds:", ""]
     ops: Counter[str] = Counter()
     errors: Counter[str] = Counter()
