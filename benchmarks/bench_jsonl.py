@@ -90,6 +90,15 @@ def json_loads_table(path: Path) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+def pyarrow_path_load(path: Path) -> pa.Table:
+    """``lk.load`` with the native parser off: what lakekit read at before it."""
+    os.environ["LAKEKIT_NATIVE_JSONL"] = "0"
+    try:
+        return lk.load(path)
+    finally:
+        del os.environ["LAKEKIT_NATIVE_JSONL"]
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -136,6 +145,8 @@ def throughput(root: Path, size_mb: float, loads_mb: float, repeat: int) -> list
             "lakekit `lk.load` (to arrow)": lambda p=path: lk.load(p),
             "`polars.read_ndjson`": lambda p=path: pl.read_ndjson(p),
         }
+        fns["lakekit, native parser off (its pyarrow.json path)"] = (
+            lambda p=path: pyarrow_path_load(p))
         if path == plain:
             fns["`pyarrow.json.read_json` (whole file)"] = lambda p=path: pj.read_json(p)
         times = time_best(fns, repeat)

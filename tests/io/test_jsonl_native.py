@@ -9,6 +9,7 @@ The rules are in docs/loaders.md ("How JSONL lines are accepted").
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import re
@@ -30,14 +31,12 @@ from lakekit.io.jsonl import BadLineTally, native_parser, read_jsonl_batches
 
 LOCAL = fsspec.filesystem("file")
 SCHEMA = pa.schema([("i", pa.int64()), ("f", pa.float64()), ("s", pa.string()),
-                    ("b", pa.bool_()), ("n", pa.int32()), ("z", pa.null()), ("u", pa.uint8())])
+                    ("b", pa.bool_()), ("n", pa.int32()), ("z", pa.null()), ("u", pa.uint8()),
+                    ("t", pa.timestamp("ms")), ("L", pa.large_string())])
 GOOD = [  # the two usual spellings: json.dumps (", " and ": ") and compact (polars, orjson)
     b'{"i": 1, "f": 2.5, "s": "x", "b": true, "n": 3, "z": null}',
     b'{"i":1,"f":2.5,"s":"x","b":true,"n":3}',
 ]
-
-pytestmark = pytest.mark.skipif(not native_parser(), reason="lakekit was built without a C "
-                                "compiler (test_the_native_parser_is_built fails)")
 
 # lines lakekit rejects (polars reads many of them, or reads them differently), with the
 # reason lakekit gives
@@ -78,6 +77,9 @@ REJECTED = {
     "unclosed object": (b'{"i": 1', "invalid JSON"),
     "nested unknown field left open": (b'{"q": [1, {"a": 2]}', "invalid JSON"),
     "minus alone": (b'{"f": -}', "invalid JSON"),
+    "not a timestamp": (b'{"t": "2024-13-01"}', "column 't'"),
+    "a number in a timestamp column": (b'{"t": 5}', "column 't'"),
+    "a number in a large string column": (b'{"L": 5}', "column 'L'"),
     "dot without digits": (b'{"f": 1.}', "invalid JSON"),
 }
 
@@ -108,6 +110,9 @@ ACCEPTED: dict[str, tuple[bytes, dict[str, Any]]] = {
     "a big int in a float column": (b'{"f": 123456789012345678901}', {"f": 1.2345678901234568e20}),
     "NUL escape": (b'{"s": "a\\u0000b"}', {"s": "a\x00b"}),
     "deep unknown field": (b'{"q": ' + b"[" * 80 + b"]" * 80 + b', "i": 3}', {"i": 3}),
+    "timestamps": (b'{"t": "2024-01-02T03:04:05.123", "L": "x"}',
+                   {"t": datetime.datetime(2024, 1, 2, 3, 4, 5, 123000), "L": "x"}),
+    "a date as a timestamp": (b'{"t": "2024-01-02"}', {"t": datetime.datetime(2024, 1, 2)}),
     "booleans and nulls": (b'{"b": false, "s": null, "z": null, "f": null}', {"b": False}),
 }
 
@@ -142,6 +147,17 @@ def kept(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_the_native_parser_is_built() -> None:
     """``pip install`` compiled ``_ndjson.c`` (CI and the README's install have gcc)."""
     assert native_parser()
+
+
+def test_the_environment_can_turn_it_off(tmp_path: Path, kept: list[int],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"".join(b'{"i": %d, "s": "v%d"}\n' % (i, i) for i in range(100)))
+    on = lk.load(path)
+    assert kept == [100]
+    monkeypatch.setenv("LAKEKIT_NATIVE_JSONL", "0")
+    assert not native_parser()
+    assert lk.load(path).equals(on) and kept == [100]
 
 
 @pytest.mark.parametrize("good", GOOD, ids=["dumps", "compact"])
@@ -276,6 +292,10 @@ def _fitting(name: str) -> st.SearchStrategy[str]:
         "f": NUMBER | st.floats(allow_nan=False).map(repr) | st.integers().map(str),
         "b": st.sampled_from(["true", "false"]),
         "z": st.just("null"),
+        "t": st.datetimes().map(lambda d: json.dumps(d.isoformat(sep=" " if d.day % 2 else "T")))
+        | st.from_regex(r"[0-9]{4}-[0-9]{1,2}-[0-9]{2}([T ][0-9]{2}(:[0-9]{2}){0,2}(\.[0-9]{1,10})?"
+                        r"Z?)?", fullmatch=True).map(json.dumps),
+        "L": st.text(max_size=5).map(json.dumps),
         "s": st.tuples(st.text(max_size=12), st.booleans()).map(
             lambda t: json.dumps(t[0], ensure_ascii=t[1])),
     }

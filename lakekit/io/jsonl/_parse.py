@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -39,10 +40,11 @@ _NATIVE_PATIENCE = 8
 
 
 def native_parser() -> bool:
-    """Whether the native JSONL parser is built (``pip install`` compiled it).
+    """Whether the native JSONL parser is built (``pip install`` compiled it) and on.
 
-    Without it, every block is parsed by ``pyarrow.json``: the same rows, errors and line
-    numbers, about half as fast.
+    Without it (or with the environment variable ``LAKEKIT_NATIVE_JSONL=0``, read when a
+    file is opened), every block is parsed by ``pyarrow.json``: the same rows, errors and
+    line numbers, about half as fast.
 
     Examples
     --------
@@ -50,7 +52,16 @@ def native_parser() -> bool:
     >>> isinstance(native_parser(), bool)
     True
     """
-    return _NATIVE is not None
+    return _NATIVE is not None and os.environ.get("LAKEKIT_NATIVE_JSONL", "1") != "0"
+
+
+def _native_kind(t: pa.DataType) -> int | None:
+    """The native parser's type code for parse type ``t``; timestamps and large strings
+    are read as strings and cast (pyarrow's cast of a string to a timestamp accepts
+    exactly what its JSON reader accepts, and reads it the same)."""
+    if pa.types.is_timestamp(t) or pa.types.is_large_string(t):
+        return _NATIVE_KINDS[pa.string()]
+    return _NATIVE_KINDS.get(t)
 
 
 class _Native:
@@ -60,17 +71,17 @@ class _Native:
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.names = tuple(schema.names)
-        self.kinds = tuple(_NATIVE_KINDS[f.type] for f in schema)
+        self.kinds = tuple(int(_native_kind(f.type) or 0) for f in schema)
         self.tries = 0
         self.fallbacks = 0
 
     @staticmethod
     def supports(schema: pa.Schema) -> bool:
         return (
-            _NATIVE is not None
+            native_parser()
             and len(schema) > 0       # a table of no columns would lose its row count
             and len(set(schema.names)) == len(schema.names)
-            and all(f.type in _NATIVE_KINDS for f in schema)
+            and all(_native_kind(f.type) is not None for f in schema)
         )
 
     def parse(self, data: Any, rows: int) -> pa.Table | None:
@@ -92,9 +103,18 @@ class _Native:
                 continue
             validity = None if valid is None else pa.py_buffer(valid)
             buffers = [validity, pa.py_buffer(values)]
-            if offsets is not None:
-                buffers.insert(1, pa.py_buffer(offsets))
-            arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
+            if offsets is None:
+                arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
+                continue
+            buffers.insert(1, pa.py_buffer(offsets))
+            array = pa.Array.from_buffers(pa.string(), n, buffers, null_count=nulls)
+            if not pa.types.is_string(f.type):
+                try:
+                    array = array.cast(f.type)
+                except PARSE_ERRORS:
+                    self.fallbacks += 1
+                    return None       # pyarrow names the line whose value does not fit
+            arrays.append(array)
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
