@@ -325,18 +325,24 @@ static int number_to_double(const Num *n, double *out) {
     return OK;
 }
 
+/* The low c->width bytes of bits at row (a signed value in range has the same bytes as
+ * its two's complement truncated to the width). */
+static void store_bits(Col *c, int64_t row, uint64_t bits) {
+    switch (c->width) {
+    case 1: ((uint8_t *)c->data)[row] = (uint8_t)bits; break;
+    case 2: ((uint16_t *)c->data)[row] = (uint16_t)bits; break;
+    case 4: ((uint32_t *)c->data)[row] = (uint32_t)bits; break;
+    default: ((uint64_t *)c->data)[row] = bits; break;
+    }
+}
+
 static int store_int(Col *c, int64_t row, const Num *n) {
     if (!n->is_int || !n->mant_ok) return FALLBACK;
     uint64_t m = n->mant;
     if (c->kind >= K_U8) {
         if (n->neg) return FALLBACK;        /* pyarrow rejects even -0 there */
         if (m > c->max) return FALLBACK;
-        switch (c->width) {
-        case 1: ((uint8_t *)c->data)[row] = (uint8_t)m; break;
-        case 2: ((uint16_t *)c->data)[row] = (uint16_t)m; break;
-        case 4: ((uint32_t *)c->data)[row] = (uint32_t)m; break;
-        default: ((uint64_t *)c->data)[row] = m; break;
-        }
+        store_bits(c, row, m);
         return OK;
     }
     int64_t v;
@@ -348,12 +354,7 @@ static int store_int(Col *c, int64_t row, const Num *n) {
         v = (int64_t)m;
     }
     if (v < c->min || (v > 0 && (uint64_t)v > c->max)) return FALLBACK;
-    switch (c->width) {
-    case 1: ((int8_t *)c->data)[row] = (int8_t)v; break;
-    case 2: ((int16_t *)c->data)[row] = (int16_t)v; break;
-    case 4: ((int32_t *)c->data)[row] = (int32_t)v; break;
-    default: ((int64_t *)c->data)[row] = v; break;
-    }
+    store_bits(c, row, (uint64_t)v);
     return OK;
 }
 
@@ -387,6 +388,37 @@ static int expect_lit(P *ps, const char *lit, size_t n) {
     return OK;
 }
 
+/* After a member or element: skip ',' (*closed = 0) or the closing byte (*closed = 1). */
+static int next_member(P *ps, uint8_t close, int *closed) {
+    skip_ws(ps);
+    if (ps->p >= ps->end) return FALLBACK;
+    if (*ps->p == ',') {
+        ps->p++;
+        skip_ws(ps);
+        *closed = 0;
+        return OK;
+    }
+    if (*ps->p == close) {
+        ps->p++;
+        *closed = 1;
+        return OK;
+    }
+    return FALLBACK;
+}
+
+/* A key and its colon: on OK, key / key_end bound the key's raw bytes, ps->p is at the
+ * value. */
+static int read_key(P *ps, const uint8_t **key, const uint8_t **key_end, int *escaped) {
+    int r;
+    if (ps->p >= ps->end || *ps->p != '"') return FALLBACK;
+    if ((r = scan_string(ps, key, key_end, escaped)) != OK) return r;
+    skip_ws(ps);
+    if (ps->p >= ps->end || *ps->p != ':') return FALLBACK;
+    ps->p++;
+    skip_ws(ps);
+    return ps->p < ps->end ? OK : FALLBACK;
+}
+
 static int skip_value(P *ps, int depth) {
     if (ps->p >= ps->end) return FALLBACK;
     const uint8_t *a, *b;
@@ -409,29 +441,13 @@ static int skip_value(P *ps, int depth) {
             ps->p++;
             return OK;
         }
-        for (;;) {
-            if (obj) {
-                if (ps->p >= ps->end || *ps->p != '"') return FALLBACK;
-                if ((r = scan_string(ps, &a, &b, &esc)) != OK) return r;
-                skip_ws(ps);
-                if (ps->p >= ps->end || *ps->p != ':') return FALLBACK;
-                ps->p++;
-                skip_ws(ps);
-            }
+        int closed = 0;
+        while (!closed) {
+            if (obj && (r = read_key(ps, &a, &b, &esc)) != OK) return r;
             if ((r = skip_value(ps, depth + 1)) != OK) return r;
-            skip_ws(ps);
-            if (ps->p >= ps->end) return FALLBACK;
-            if (*ps->p == ',') {
-                ps->p++;
-                skip_ws(ps);
-                continue;
-            }
-            if (*ps->p == close) {
-                ps->p++;
-                return OK;
-            }
-            return FALLBACK;
+            if ((r = next_member(ps, close, &closed)) != OK) return r;
         }
+        return OK;
     }
     default:
         if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) return scan_number(ps, &num);
@@ -500,17 +516,12 @@ static int parse_line(P *ps, int *blank) {
     if (ps->p < ps->end && *ps->p == '}') {
         ps->p++;
     } else {
-        for (;;) {
-            if (ps->p >= ps->end || *ps->p != '"') return FALLBACK;
+        int closed = 0;
+        while (!closed) {
             const uint8_t *a, *b;
             int esc;
-            if ((r = scan_string(ps, &a, &b, &esc)) != OK) return r;
+            if ((r = read_key(ps, &a, &b, &esc)) != OK) return r;
             if (esc) return FALLBACK;          /* escaped keys: pyarrow's path */
-            skip_ws(ps);
-            if (ps->p >= ps->end || *ps->p != ':') return FALLBACK;
-            ps->p++;
-            skip_ws(ps);
-            if (ps->p >= ps->end) return FALLBACK;
             int j = find_col(ps, a, (size_t)(b - a));
             if (j < 0) {
                 if ((r = skip_value(ps, 1)) != OK) return r;
@@ -522,18 +533,7 @@ static int parse_line(P *ps, int *blank) {
                 ps->hint = j + 1;
                 if ((r = parse_value(ps, c)) != OK) return r;
             }
-            skip_ws(ps);
-            if (ps->p >= ps->end) return FALLBACK;
-            if (*ps->p == ',') {
-                ps->p++;
-                skip_ws(ps);
-                continue;
-            }
-            if (*ps->p == '}') {
-                ps->p++;
-                break;
-            }
-            return FALLBACK;
+            if ((r = next_member(ps, '}', &closed)) != OK) return r;
         }
     }
     skip_ws(ps);
