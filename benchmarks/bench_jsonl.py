@@ -9,8 +9,12 @@
    file of at least 1 GB (target: under 300 MB), beside the same process doing nothing
    and ``polars.read_ndjson`` of the whole file.
 
+3. Nested: the same events with a list of strings and a struct holding a list and a
+   nested struct (``--nested-mb``), lakekit vs polars vs lakekit with its native parser off.
+
 Usage: python benchmarks/bench_jsonl.py [--size-mb 256] [--rss-size-mb 1100] [--repeat 3]
-       [--loads-mb 32] [--dir DIR] [--no-rss] [--no-throughput]
+       [--loads-mb 32] [--nested-mb 128] [--dir DIR] [--no-rss] [--no-throughput]
+       [--no-nested]
 """
 
 from __future__ import annotations
@@ -165,6 +169,60 @@ def throughput(root: Path, size_mb: float, loads_mb: float, repeat: int) -> list
     return lines
 
 
+def write_nested(path: Path, size_mb: float) -> int:
+    """Events with nested fields: ``tags`` (list of strings), ``ctx`` (a struct of a
+    string, a list of ints and a struct of two floats)."""
+    rng = np.random.default_rng(2)
+    target = int(size_mb * 1e6)
+    written = start = 0
+    with open(path, "wb") as out:
+        while written < target:
+            n = 50_000
+            frame = events(n, start, rng).with_columns(
+                tags=pl.Series([list(rng.choice(KINDS, k)) for k in rng.integers(0, 4, n)]),
+                ctx=pl.struct(
+                    ua=pl.Series([f"agent/{v}" for v in rng.integers(1, 90, n)]),
+                    ab=pl.Series([list(rng.integers(0, 9, k)) for k in rng.integers(0, 3, n)]),
+                    geo=pl.struct(lat=pl.Series(rng.uniform(-90, 90, n)),
+                                  lon=pl.Series(rng.uniform(-180, 180, n))),
+                ),
+            )
+            text = frame.write_ndjson().encode()
+            out.write(text)
+            written += len(text)
+            start += n
+    return written
+
+
+def nested(root: Path, size_mb: float, repeat: int) -> list[str]:
+    path = root / "nested.jsonl"
+    nbytes = write_nested(path, size_mb)
+    rows = lk.load(path).num_rows
+    assert pl.read_ndjson(path).height == rows
+    assert lk.load(path).equals(pyarrow_path_load(path))
+    times = time_best({
+        "lakekit `lk.load` (to arrow)": lambda: lk.load(path),
+        "`polars.read_ndjson`": lambda: pl.read_ndjson(path),
+        "lakekit, native parser off (its pyarrow.json path)": lambda: pyarrow_path_load(path),
+    }, repeat)
+    polars = nbytes / 1e6 / min(w for w, _ in times["`polars.read_ndjson`"])
+    lines = [
+        f"Data: {nbytes / 1e6:,.0f} MB, {rows:,} events: the 11 fields above plus `tags` "
+        "(list of strings) and `ctx` (struct of a string, a list of ints and a struct of "
+        f"two floats). Best of {repeat} (median).",
+        "",
+        "| reader | MB/s | CPU s/GB | MB/s vs polars |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, t in times.items():
+        best = nbytes / 1e6 / min(w for w, _ in t)
+        median = nbytes / 1e6 / statistics.median(w for w, _ in t)
+        cpu = min(c for _, c in t) / (nbytes / 1e9)
+        lines.append(f"| {name} | {best:,.0f} ({median:,.0f}) | {cpu:,.1f} | "
+                     f"{best / polars:.2f}x |")
+    return lines
+
+
 def _gz(src: Path, root: Path) -> Path:
     dst = root / (src.name + ".gz")
     if not dst.exists():
@@ -232,6 +290,8 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS benchmark")
     ap.add_argument("--no-throughput", action="store_true", help="skip the throughput one")
+    ap.add_argument("--nested-mb", type=float, default=128, help="nested file size")
+    ap.add_argument("--no-nested", action="store_true", help="skip the nested one")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_jsonl_", dir=args.dir))
     try:
@@ -241,6 +301,9 @@ def main() -> None:
         if not args.no_throughput:
             print("### Throughput\n")
             print("\n".join(throughput(root, args.size_mb, args.loads_mb, args.repeat)))
+        if not args.no_nested:
+            print("\n### Nested fields\n")
+            print("\n".join(nested(root, args.nested_mb, args.repeat)))
         if not args.no_rss:
             print("\n### Peak memory of iter_batches\n")
             print("\n".join(peak_rss(root, args.rss_size_mb)))

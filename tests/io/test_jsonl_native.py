@@ -361,3 +361,121 @@ def test_native_and_pyarrow_agree_on_every_block(lines: list[bytes]) -> None:
     except parse_module.PARSE_ERRORS:
         got = None
     assert got == expected
+
+
+# -- nested columns: lists and structs of the flat kinds ----------------------------------------
+NESTED = pa.schema([
+    ("i", pa.int64()),
+    ("tags", pa.list_(pa.string())),
+    ("ctx", pa.struct([("a", pa.int64()), ("b", pa.list_(pa.float64())),
+                       ("t", pa.timestamp("ms"))])),
+    ("m", pa.list_(pa.list_(pa.int32()))),
+    ("ls", pa.large_list(pa.struct([("k", pa.string()), ("v", pa.float64())]))),
+])
+NESTED_ACCEPTED: dict[str, tuple[bytes, dict[str, Any]]] = {
+    "all set": (b'{"i": 1, "tags": ["a", "\\u00e9"], "ctx": {"a": 2, "b": [1, 2.5], '
+                b'"t": "2024-01-02T03:04:05"}, "m": [[1], [], null, [2, 3]], '
+                b'"ls": [{"k": "x", "v": 1}, null, {}]}',
+                {"i": 1, "tags": ["a", "\u00e9"],
+                 "ctx": {"a": 2, "b": [1.0, 2.5], "t": datetime.datetime(2024, 1, 2, 3, 4, 5)},
+                 "m": [[1], [], None, [2, 3]],
+                 "ls": [{"k": "x", "v": 1.0}, None, {"k": None, "v": None}]}),
+    "nulls and empties": (b'{"tags": [], "ctx": {}, "m": null, "ls": [null]}',
+                          {"tags": [], "ctx": {"a": None, "b": None, "t": None}, "ls": [None]}),
+    "null items": (b'{"tags": [null, "b"], "ctx": {"b": [null]}}',
+                   {"tags": [None, "b"], "ctx": {"a": None, "b": [None], "t": None}}),
+    "unknown nested fields": (b'{"ctx": {"q": {"z": [1, {"y": 2}]}, "a": 5}, "ls": [{"w": 1}]}',
+                              {"ctx": {"a": 5, "b": None, "t": None},
+                               "ls": [{"k": None, "v": None}]}),
+}
+NESTED_REJECTED = {
+    "a number in a list of strings": (b'{"tags": ["a", 1]}', "column 'tags'"),
+    "an object for a list": (b'{"tags": {}}', "column 'tags'"),
+    "a list for a struct": (b'{"ctx": []}', "column 'ctx'"),
+    "a duplicate nested key": (b'{"ctx": {"a": 1, "a": 2}}', "column 'ctx'"),
+    "a float in a nested int": (b'{"ctx": {"a": 1.5}}', "column 'ctx'"),
+    "not a timestamp, nested": (b'{"ctx": {"t": "yesterday"}}', "column 'ctx'"),
+    "an int out of range in a list": (b'{"m": [[2147483648]]}', "column 'm'"),
+    "an unclosed list": (b'{"tags": ["a"}', "invalid JSON"),
+}
+
+
+def nested_row(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values.get(name) for name in NESTED.names}
+
+
+@pytest.mark.parametrize("case", list(NESTED_ACCEPTED))
+def test_nested_lines_read_the_same_natively(tmp_path: Path, case: str,
+                                             kept: list[int]) -> None:
+    line, row = NESTED_ACCEPTED[case]
+    good = b'{"i": 7, "tags": ["t"], "ctx": {"a": 1}, "m": [[1, 2]], "ls": [{"k": "k"}]}'
+    path, number = write_around(tmp_path, line, good)
+    table = lk.load(path, schema=NESTED)
+    assert table.schema == NESTED and sum(kept) == 400      # every block natively
+    assert table.slice(number - 1, 1).to_pylist() == [nested_row(row)]
+    assert table.slice(0, 1).to_pylist() == [nested_row(
+        {"i": 7, "tags": ["t"], "ctx": {"a": 1, "b": None, "t": None}, "m": [[1, 2]],
+         "ls": [{"k": "k", "v": None}]})]
+
+
+@pytest.mark.parametrize("case", list(NESTED_REJECTED))
+def test_nested_bad_lines_are_named(tmp_path: Path, case: str) -> None:
+    line, reason = NESTED_REJECTED[case]
+    path, number = write_around(tmp_path, line, b'{"i": 7, "tags": ["t"], "m": [[1]]}')
+    with pytest.raises(BadRecordError) as exc:
+        lk.load(path, schema=NESTED)
+    assert str(exc.value).startswith(f"{path}:{number}: ")
+    assert reason in str(exc.value)
+
+
+def _fitting_nested(t: pa.DataType) -> st.SearchStrategy[str]:
+    """JSON text of a value of type ``t`` (or null), now and then of another type."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _fitting_nested(t.value_type)
+        fit = st.lists(inner, max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]")
+    elif pa.types.is_struct(t):
+        keys = st.lists(st.sampled_from([f.name for f in t] + ["q"]), unique=True, max_size=4)
+        fit = keys.flatmap(lambda ks: st.tuples(*[
+            _fitting_nested(t.field(k).type) if k != "q" else JSON_VALUE.map(json.dumps)
+            for k in ks]).map(lambda vs, ks=ks: "{" + ", ".join(
+                f"{json.dumps(k)}: {v}" for k, v in zip(ks, vs, strict=True)) + "}"))
+    elif pa.types.is_timestamp(t):
+        fit = st.datetimes().map(lambda d: json.dumps(d.isoformat()))
+    elif pa.types.is_string(t):
+        fit = st.text(max_size=6).map(json.dumps)
+    elif pa.types.is_floating(t):
+        fit = NUMBER
+    else:
+        fit = st.integers(-(2**31), 2**31 - 1).map(str)
+    return st.one_of(fit, fit, fit, fit, fit, fit, st.just("null"),
+                     JSON_VALUE.map(json.dumps) if t.num_fields == 0 else st.just("[]"))
+
+
+@st.composite
+def nested_line(draw: st.DrawFn) -> bytes:
+    names = draw(st.lists(st.sampled_from(NESTED.names), unique=True))
+    parts = [f"{json.dumps(n)}: {draw(_fitting_nested(NESTED.field(n).type))}" for n in names]
+    line = ("{" + ", ".join(parts) + "}").encode()
+    if draw(st.integers(0, 20)) == 0:          # a byte deleted: anything may break
+        at = draw(st.integers(0, len(line) - 1))
+        line = line[:at] + line[at + 1:]
+    return line
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lines=st.lists(nested_line(), min_size=1, max_size=8))
+def test_native_and_pyarrow_agree_on_nested_blocks(lines: list[bytes]) -> None:
+    data = b"\n".join(lines) + b"\n"
+    native = parse_module.Parser(NESTED, url="n.jsonl")
+    reference = parse_module.Parser(NESTED, url="n.jsonl")
+    assert native._native is not None
+    reference._native = None
+    try:
+        expected = normalised(reference.parse(data, rows=len(lines)))
+    except parse_module.PARSE_ERRORS:
+        expected = None
+    try:
+        got = normalised(native.parse(data, rows=len(lines)))
+    except parse_module.PARSE_ERRORS:
+        got = None
+    assert got == expected

@@ -1,11 +1,11 @@
 /*
- * lakekit.io.jsonl._ndjson: a strict JSON Lines parser for flat schemas, straight into
+ * lakekit.io.jsonl._ndjson: a strict JSON Lines parser, straight into
  * Arrow buffers.
  *
- * parse(data, rows, names, kinds) parses a block of whole lines under an explicit schema
- * of null / bool / int / float64 / string columns and returns, per column, the buffers of
- * an Arrow array (validity bitmap or None, data, and offsets for strings) plus the null
- * count. It accepts a strict subset of what pyarrow.json accepts under the same schema
+ * parse(data, rows, specs) parses a block of whole lines under an explicit schema of
+ * null / bool / int / float64 / string columns, and lists and structs of them to any depth
+ * up to 64, and returns, per column, the buffers of an Arrow array (validity bitmap or
+ * None, values, offsets for strings and lists), its null count, length and children. It accepts a strict subset of what pyarrow.json accepts under the same schema
  * and returns the same values for it; for anything else (a bad line, and also rare but
  * valid constructs: escaped keys, NaN / Infinity, \u0000, a number it cannot round
  * exactly, nesting deeper than 64) it returns None and the caller parses the block with
@@ -13,8 +13,8 @@
  * accepted".
  *
  * The GIL is released while a block is parsed, so blocks parse in parallel on threads.
- * Everything is bounded by the block: no recursion deeper than MAX_DEPTH, no buffer
- * beyond the block's size per string column.
+ * Everything is bounded by the block: no recursion deeper than MAX_DEPTH, buffers grow
+ * with what the block holds (offsets and string bytes stay within int32).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,13 +32,17 @@ enum {
     K_NULL = 0, K_BOOL = 1,
     K_I8 = 2, K_I16 = 3, K_I32 = 4, K_I64 = 5,
     K_U8 = 6, K_U16 = 7, K_U32 = 8, K_U64 = 9,
-    K_F64 = 10, K_STR = 11, K_LAST = 11
+    K_F64 = 10, K_STR = 11, K_LIST = 12, K_STRUCT = 13, K_LAST = 13
 };
 
 /* parse outcomes */
 enum { OK = 0, FALLBACK = 1, NOMEM = 2 };
 
-typedef struct {
+typedef struct B B;
+
+/* A builder of one Arrow array: a column, a struct field or a list's items. Buffers grow
+ * by doubling; new bytes are zero (null, false, 0). */
+struct B {
     const char *name;
     Py_ssize_t nlen;
     int kind;
@@ -46,21 +50,22 @@ typedef struct {
     int64_t min;            /* signed range */
     uint64_t max;           /* unsigned magnitude bound */
     uint8_t *valid;         /* validity bitmap, 1 = valid */
+    size_t vcap;            /* its bytes */
     uint8_t *data;          /* values (bool: a bitmap; string: the bytes) */
-    size_t dlen, dcap;      /* string bytes used / allocated */
-    int32_t *offs;          /* string offsets, rows + 1 */
-    int64_t nulls;
-    int64_t seen;           /* the last row that set this column */
-} Col;
+    size_t dlen, dcap;      /* string bytes used / bytes allocated */
+    int32_t *offs;          /* string and list offsets, length + 1 */
+    size_t ocap;            /* its entries */
+    int64_t length, nulls;
+    int64_t seen;           /* the parent struct's index when this field was last set */
+    B *children;            /* list: its items; struct: its fields */
+    int nchildren;
+    int hint;               /* the field after the last matched key */
+    int32_t *table;         /* struct: key hash table, field index or -1 */
+    uint32_t mask;
+};
 
 typedef struct {
     const uint8_t *p, *end;
-    Col *cols;
-    int ncols;
-    int64_t row, rows;
-    int hint;               /* the column after the last matched key */
-    int32_t *table;         /* key hash table: column index or -1 */
-    uint32_t mask;
 } P;
 
 static locale_t c_locale;
@@ -86,28 +91,6 @@ static inline int is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\r'; 
 
 static inline void skip_ws(P *ps) {
     while (ps->p < ps->end && is_ws(*ps->p)) ps->p++;
-}
-
-static inline void set_null(Col *c, int64_t row) {
-    c->valid[row >> 3] &= (uint8_t)~(1u << (row & 7));
-    c->nulls++;
-    if (c->kind == K_STR) c->offs[row + 1] = (int32_t)c->dlen;
-}
-
-static int find_col(P *ps, const uint8_t *key, size_t n) {
-    int h = ps->hint;
-    if (h < ps->ncols) {
-        Col *c = &ps->cols[h];
-        if ((size_t)c->nlen == n && memcmp(c->name, key, n) == 0) return h;
-    }
-    uint32_t i = hash_key(key, n) & ps->mask;
-    for (;;) {
-        int32_t j = ps->table[i];
-        if (j < 0) return -1;
-        Col *c = &ps->cols[j];
-        if ((size_t)c->nlen == n && memcmp(c->name, key, n) == 0) return j;
-        i = (i + 1) & ps->mask;
-    }
 }
 
 static inline int hexval(uint8_t c) {
@@ -325,24 +308,94 @@ static int number_to_double(const Num *n, double *out) {
     return OK;
 }
 
-/* The low c->width bytes of bits at row (a signed value in range has the same bytes as
- * its two's complement truncated to the width). */
-static void store_bits(Col *c, int64_t row, uint64_t bits) {
-    switch (c->width) {
-    case 1: ((uint8_t *)c->data)[row] = (uint8_t)bits; break;
-    case 2: ((uint16_t *)c->data)[row] = (uint16_t)bits; break;
-    case 4: ((uint32_t *)c->data)[row] = (uint32_t)bits; break;
-    default: ((uint64_t *)c->data)[row] = bits; break;
+/* Room for n bytes (or entries of elem bytes) in *buf, the new ones zero. */
+static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return OK;
+    size_t cap2 = *cap ? *cap : 64;
+    while (cap2 < need) cap2 *= 2;
+    uint8_t *p = realloc(*buf, cap2 * elem);
+    if (!p) return NOMEM;
+    memset(p + *cap * elem, 0, (cap2 - *cap) * elem);
+    *buf = p;
+    *cap = cap2;
+    return OK;
+}
+
+/* Room for n values in b. */
+static int reserve(B *b, int64_t n) {
+    int r;
+    if (n >= INT32_MAX) return FALLBACK;
+    if ((r = grow((void **)&b->valid, &b->vcap, (size_t)(n + 7) / 8, 1)) != OK) return r;
+    switch (b->kind) {
+    case K_BOOL:
+        return grow((void **)&b->data, &b->dcap, (size_t)(n + 7) / 8, 1);
+    case K_STR:
+    case K_LIST:
+        return grow((void **)&b->offs, &b->ocap, (size_t)n + 1, sizeof(int32_t));
+    case K_STRUCT:
+    case K_NULL:
+        return OK;
+    default:
+        return grow((void **)&b->data, &b->dcap, (size_t)n * (size_t)b->width, 1);
     }
 }
 
-static int store_int(Col *c, int64_t row, const Num *n) {
+static inline void set_valid(B *b) {
+    b->valid[b->length >> 3] |= (uint8_t)(1u << (b->length & 7));
+    b->length++;
+}
+
+static int append_null(B *b) {
+    int r;
+    if ((r = reserve(b, b->length + 1)) != OK) return r;
+    if (b->kind == K_STR) {
+        b->offs[b->length + 1] = (int32_t)b->dlen;
+    } else if (b->kind == K_LIST) {
+        b->offs[b->length + 1] = (int32_t)b->children[0].length;
+    } else if (b->kind == K_STRUCT) {
+        for (int i = 0; i < b->nchildren; i++)
+            if ((r = append_null(&b->children[i])) != OK) return r;
+    }
+    b->nulls++;
+    b->length++;
+    return OK;
+}
+
+static int find_child(B *b, const uint8_t *key, size_t n) {
+    int h = b->hint;
+    if (h < b->nchildren) {
+        B *c = &b->children[h];
+        if ((size_t)c->nlen == n && memcmp(c->name, key, n) == 0) return h;
+    }
+    uint32_t i = hash_key(key, n) & b->mask;
+    for (;;) {
+        int32_t j = b->table[i];
+        if (j < 0) return -1;
+        B *c = &b->children[j];
+        if ((size_t)c->nlen == n && memcmp(c->name, key, n) == 0) return j;
+        i = (i + 1) & b->mask;
+    }
+}
+
+/* The low b->width bytes of bits as the next value (a signed value in range has the same
+ * bytes as its two's complement truncated to the width). */
+static void store_bits(B *b, uint64_t bits) {
+    int64_t i = b->length;
+    switch (b->width) {
+    case 1: ((uint8_t *)b->data)[i] = (uint8_t)bits; break;
+    case 2: ((uint16_t *)b->data)[i] = (uint16_t)bits; break;
+    case 4: ((uint32_t *)b->data)[i] = (uint32_t)bits; break;
+    default: ((uint64_t *)b->data)[i] = bits; break;
+    }
+}
+
+static int store_int(B *c, const Num *n) {
     if (!n->is_int || !n->mant_ok) return FALLBACK;
     uint64_t m = n->mant;
     if (c->kind >= K_U8) {
         if (n->neg) return FALLBACK;        /* pyarrow rejects even -0 there */
         if (m > c->max) return FALLBACK;
-        store_bits(c, row, m);
+        store_bits(c, m);
         return OK;
     }
     int64_t v;
@@ -354,12 +407,11 @@ static int store_int(Col *c, int64_t row, const Num *n) {
         v = (int64_t)m;
     }
     if (v < c->min || (v > 0 && (uint64_t)v > c->max)) return FALLBACK;
-    store_bits(c, row, (uint64_t)v);
+    store_bits(c, (uint64_t)v);
     return OK;
 }
 
-static int store_string(Col *c, int64_t row, const uint8_t *s, const uint8_t *stop,
-                        int escaped) {
+static int store_string(B *c, const uint8_t *s, const uint8_t *stop, int escaped) {
     size_t n = (size_t)(stop - s);
     if (c->dlen + n > c->dcap) {
         size_t cap = c->dcap ? c->dcap : 4096;
@@ -376,7 +428,7 @@ static int store_string(Col *c, int64_t row, const uint8_t *s, const uint8_t *st
         memcpy(c->data + c->dlen, s, n);
         c->dlen += n;
     }
-    c->offs[row + 1] = (int32_t)c->dlen;
+    c->offs[c->length + 1] = (int32_t)c->dlen;
     return OK;
 }
 
@@ -386,6 +438,14 @@ static int expect_lit(P *ps, const char *lit, size_t n) {
     if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0) return FALLBACK;
     ps->p += n;
     return OK;
+}
+
+/* Past a container's opening byte and blanks; *closed when it closes at once. */
+static void open_container(P *ps, uint8_t close, int *closed) {
+    ps->p++;
+    skip_ws(ps);
+    *closed = ps->p < ps->end && *ps->p == close;
+    if (*closed) ps->p++;
 }
 
 /* After a member or element: skip ',' (*closed = 0) or the closing byte (*closed = 1). */
@@ -435,13 +495,8 @@ static int skip_value(P *ps, int depth) {
         if (depth >= MAX_DEPTH) return FALLBACK;
         int obj = *ps->p == '{';
         uint8_t close = obj ? '}' : ']';
-        ps->p++;
-        skip_ws(ps);
-        if (ps->p < ps->end && *ps->p == close) {
-            ps->p++;
-            return OK;
-        }
-        int closed = 0;
+        int closed;
+        open_container(ps, close, &closed);
         while (!closed) {
             if (obj && (r = read_key(ps, &a, &b, &esc)) != OK) return r;
             if ((r = skip_value(ps, depth + 1)) != OK) return r;
@@ -455,256 +510,303 @@ static int skip_value(P *ps, int depth) {
     }
 }
 
-static int parse_value(P *ps, Col *c) {
-    int64_t row = ps->row;
+static int parse_value(P *ps, B *b, int depth);
+
+/* A struct value (ps->p at its '{') into b's fields; the caller marks it valid. */
+static int parse_struct(P *ps, B *b, int depth) {
+    int r;
+    if (depth >= MAX_DEPTH) return FALLBACK;
+    int64_t idx = b->length;
+    int matched = 0, closed;
+    open_container(ps, '}', &closed);
+    while (!closed) {
+        const uint8_t *a, *e;
+        int esc;
+        if ((r = read_key(ps, &a, &e, &esc)) != OK) return r;
+        if (esc) return FALLBACK;          /* escaped keys: pyarrow's path */
+        int j = find_child(b, a, (size_t)(e - a));
+        if (j < 0) {
+            if ((r = skip_value(ps, depth + 1)) != OK) return r;
+        } else {
+            B *c = &b->children[j];
+            if (c->seen == idx) return FALLBACK;   /* a duplicate key */
+            c->seen = idx;
+            matched++;
+            b->hint = j + 1;
+            if ((r = parse_value(ps, c, depth + 1)) != OK) return r;
+        }
+        if ((r = next_member(ps, '}', &closed)) != OK) return r;
+    }
+    b->hint = 0;
+    if (matched != b->nchildren) {
+        for (int j = 0; j < b->nchildren; j++) {
+            B *c = &b->children[j];
+            if (c->seen != idx && (r = append_null(c)) != OK) return r;
+        }
+    }
+    return OK;
+}
+
+/* A list value (ps->p at its '[') into b's items; the caller marks it valid. */
+static int parse_list(P *ps, B *b, int depth) {
+    int r;
+    if (depth >= MAX_DEPTH) return FALLBACK;
+    B *items = &b->children[0];
+    int closed;
+    open_container(ps, ']', &closed);
+    while (!closed) {
+        if (ps->p >= ps->end) return FALLBACK;
+        if ((r = parse_value(ps, items, depth + 1)) != OK) return r;
+        if ((r = next_member(ps, ']', &closed)) != OK) return r;
+    }
+    if (items->length >= INT32_MAX) return FALLBACK;
+    b->offs[b->length + 1] = (int32_t)items->length;
+    return OK;
+}
+
+static int parse_value(P *ps, B *b, int depth) {
     uint8_t ch = *ps->p;
     int r;
     if (ch == 'n') {
         if ((r = expect_lit(ps, "null", 4)) != OK) return r;
-        set_null(c, row);
-        return OK;
+        return append_null(b);
     }
-    switch (c->kind) {
+    if ((r = reserve(b, b->length + 1)) != OK) return r;
+    switch (b->kind) {
     case K_STR: {
         if (ch != '"') return FALLBACK;
-        const uint8_t *a, *b;
+        const uint8_t *a, *e;
         int esc;
-        if ((r = scan_string(ps, &a, &b, &esc)) != OK) return r;
-        return store_string(c, row, a, b, esc);
+        if ((r = scan_string(ps, &a, &e, &esc)) != OK) return r;
+        r = store_string(b, a, e, esc);
+        break;
     }
     case K_BOOL:
         if (ch == 't') {
             if ((r = expect_lit(ps, "true", 4)) != OK) return r;
-            c->data[row >> 3] |= (uint8_t)(1u << (row & 7));
-            return OK;
+            b->data[b->length >> 3] |= (uint8_t)(1u << (b->length & 7));
+        } else if (ch == 'f') {
+            r = expect_lit(ps, "false", 5);
+        } else {
+            return FALLBACK;
         }
-        if (ch == 'f') return expect_lit(ps, "false", 5);
-        return FALLBACK;
+        break;
     case K_F64: {
         if (ch != '-' && (ch < '0' || ch > '9')) return FALLBACK;
         Num n;
         if ((r = scan_number(ps, &n)) != OK) return r;
-        return number_to_double(&n, &((double *)c->data)[row]);
+        r = number_to_double(&n, &((double *)b->data)[b->length]);
+        break;
     }
+    case K_LIST:
+        if (ch != '[') return FALLBACK;
+        r = parse_list(ps, b, depth);
+        break;
+    case K_STRUCT:
+        if (ch != '{') return FALLBACK;
+        r = parse_struct(ps, b, depth);
+        break;
     case K_NULL:
         return FALLBACK;
     default: {  /* ints */
         if (ch != '-' && (ch < '0' || ch > '9')) return FALLBACK;
         Num n;
         if ((r = scan_number(ps, &n)) != OK) return r;
-        return store_int(c, row, &n);
+        r = store_int(b, &n);
+        break;
     }
     }
+    if (r != OK) return r;
+    set_valid(b);
+    return OK;
 }
 
-/* One line: ps->p at its first byte. On OK, ps->p is past its newline (or at the end). */
-static int parse_line(P *ps, int *blank) {
+/* One line into the root struct (its fields are the columns): ps->p at its first byte.
+ * On OK, ps->p is past its newline (or at the end). */
+static int parse_line(P *ps, B *root, int64_t rows) {
     int r;
     skip_ws(ps);
-    *blank = 0;
-    if (ps->p >= ps->end || *ps->p == '\n') {
-        *blank = 1;
+    if (ps->p >= ps->end || *ps->p == '\n') {    /* a blank line */
         if (ps->p < ps->end) ps->p++;
         return OK;
     }
-    if (*ps->p != '{') return FALLBACK;
-    if (ps->row >= ps->rows) return FALLBACK;
-    int64_t row = ps->row;
-    ps->p++;
-    skip_ws(ps);
-    int matched = 0;
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-    } else {
-        int closed = 0;
-        while (!closed) {
-            const uint8_t *a, *b;
-            int esc;
-            if ((r = read_key(ps, &a, &b, &esc)) != OK) return r;
-            if (esc) return FALLBACK;          /* escaped keys: pyarrow's path */
-            int j = find_col(ps, a, (size_t)(b - a));
-            if (j < 0) {
-                if ((r = skip_value(ps, 1)) != OK) return r;
-            } else {
-                Col *c = &ps->cols[j];
-                if (c->seen == row) return FALLBACK;   /* a duplicate key */
-                c->seen = row;
-                matched++;
-                ps->hint = j + 1;
-                if ((r = parse_value(ps, c)) != OK) return r;
-            }
-            if ((r = next_member(ps, '}', &closed)) != OK) return r;
-        }
-    }
+    if (*ps->p != '{' || root->length >= rows) return FALLBACK;
+    if ((r = parse_struct(ps, root, 0)) != OK) return r;
+    root->length++;
     skip_ws(ps);
     if (ps->p < ps->end) {
         if (*ps->p != '\n') return FALLBACK;   /* more after the object */
         ps->p++;
     }
-    if (matched != ps->ncols) {
-        for (int j = 0; j < ps->ncols; j++) {
-            Col *c = &ps->cols[j];
-            if (c->seen != row) set_null(c, row);
-        }
-    }
-    ps->hint = 0;
-    ps->row++;
     return OK;
 }
 
-static void free_cols(Col *cols, int n) {
-    for (int i = 0; i < n; i++) {
-        free(cols[i].valid);
-        free(cols[i].data);
-        free(cols[i].offs);
-    }
-    free(cols);
+static void free_builder(B *b) {
+    for (int i = 0; i < b->nchildren; i++) free_builder(&b->children[i]);
+    free(b->children);
+    free(b->table);
+    free(b->valid);
+    free(b->data);
+    free(b->offs);
 }
 
-static int init_col(Col *c, int kind, int64_t rows) {
-    static const int widths[] = {0, 0, 1, 2, 4, 8, 1, 2, 4, 8, 8, 0};
-    c->kind = kind;
-    c->width = widths[kind];
-    c->seen = -1;
-    c->min = 0;
-    c->max = 0;
+/* The struct's key table (every struct has one; the root's columns too). */
+static int build_table(B *b) {
+    uint32_t size = 8;
+    while (size < 2 * (uint32_t)b->nchildren + 2) size *= 2;
+    b->table = malloc(size * sizeof(int32_t));
+    if (!b->table) return NOMEM;
+    b->mask = size - 1;
+    for (uint32_t i = 0; i < size; i++) b->table[i] = -1;
+    for (int i = 0; i < b->nchildren; i++) {
+        B *c = &b->children[i];
+        uint32_t h = hash_key((const uint8_t *)c->name, (size_t)c->nlen) & b->mask;
+        while (b->table[h] >= 0) h = (h + 1) & b->mask;
+        b->table[h] = i;
+    }
+    return OK;
+}
+
+/* Set a builder up from its spec (name, kind, (child specs...)), room for rows values.
+ * Returns -1 with a Python error set, else OK or NOMEM. */
+static int init_builder(B *b, PyObject *spec, int64_t rows, int depth) {
+    static const int widths[] = {0, 0, 1, 2, 4, 8, 1, 2, 4, 8, 8, 0, 0, 0};
+    PyObject *name, *children;
+    int kind;
+    b->seen = -1;
+    if (depth > MAX_DEPTH || !PyTuple_Check(spec) ||
+        !PyArg_ParseTuple(spec, "UiO!", &name, &kind, &PyTuple_Type, &children) ||
+        kind < 0 || kind > K_LAST) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a spec is (name, kind, (child specs...))");
+        return -1;
+    }
+    b->name = PyUnicode_AsUTF8AndSize(name, &b->nlen);
+    if (!b->name) return -1;
+    b->kind = kind;
+    b->width = widths[kind];
     switch (kind) {
-    case K_I8: c->min = INT8_MIN; c->max = INT8_MAX; break;
-    case K_I16: c->min = INT16_MIN; c->max = INT16_MAX; break;
-    case K_I32: c->min = INT32_MIN; c->max = INT32_MAX; break;
-    case K_I64: c->min = INT64_MIN; c->max = INT64_MAX; break;
-    case K_U8: c->max = UINT8_MAX; break;
-    case K_U16: c->max = UINT16_MAX; break;
-    case K_U32: c->max = UINT32_MAX; break;
-    case K_U64: c->max = UINT64_MAX; break;
+    case K_I8: b->min = INT8_MIN; b->max = INT8_MAX; break;
+    case K_I16: b->min = INT16_MIN; b->max = INT16_MAX; break;
+    case K_I32: b->min = INT32_MIN; b->max = INT32_MAX; break;
+    case K_I64: b->min = INT64_MIN; b->max = INT64_MAX; break;
+    case K_U8: b->max = UINT8_MAX; break;
+    case K_U16: b->max = UINT16_MAX; break;
+    case K_U32: b->max = UINT32_MAX; break;
+    case K_U64: b->max = UINT64_MAX; break;
     default: break;
     }
-    size_t bitmap = (size_t)(rows + 7) / 8 + 1;
-    c->valid = malloc(bitmap);
-    if (!c->valid) return NOMEM;
-    memset(c->valid, 0xFF, bitmap);
-    if (kind == K_STR) {
-        c->offs = calloc((size_t)rows + 1, sizeof(int32_t));
-        if (!c->offs) return NOMEM;
-    } else if (kind == K_BOOL) {
-        c->data = calloc(bitmap, 1);
-        if (!c->data) return NOMEM;
-    } else if (c->width) {
-        c->data = calloc((size_t)rows + 1, (size_t)c->width);
-        if (!c->data) return NOMEM;
+    Py_ssize_t n = PyTuple_GET_SIZE(children);
+    if ((kind == K_LIST && n != 1) || (kind != K_LIST && kind != K_STRUCT && n != 0) ||
+        n > 100000) {
+        PyErr_SetString(PyExc_ValueError, "a list has one child spec, a struct any, others none");
+        return -1;
     }
-    return OK;
+    if (n) {
+        b->children = calloc((size_t)n, sizeof(B));
+        if (!b->children) return NOMEM;
+        b->nchildren = (int)n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int r = init_builder(&b->children[i], PyTuple_GET_ITEM(children, i),
+                                 kind == K_LIST ? 0 : rows, depth + 1);
+            if (r != OK) return r;
+        }
+    }
+    if (kind == K_STRUCT && build_table(b) != OK) return NOMEM;
+    return reserve(b, rows) == OK ? OK : NOMEM;
 }
 
 static PyObject *bytes_of(const void *p, size_t n) {
     return PyBytes_FromStringAndSize(n ? (const char *)p : "", (Py_ssize_t)n);
 }
 
+/* (validity | None, values | None, offsets | None, null count, length, [children]) */
+static PyObject *export_builder(B *b) {
+    size_t n = (size_t)b->length;
+    size_t bitmap = (n + 7) / 8;
+    PyObject *valid = b->nulls ? bytes_of(b->valid, bitmap) : Py_NewRef(Py_None);
+    PyObject *data, *offs;
+    switch (b->kind) {
+    case K_STR: data = bytes_of(b->data, b->dlen); break;
+    case K_BOOL: data = bytes_of(b->data, bitmap); break;
+    case K_NULL:
+    case K_LIST:
+    case K_STRUCT: data = Py_NewRef(Py_None); break;
+    default: data = bytes_of(b->data, n * (size_t)b->width); break;
+    }
+    if (b->kind == K_STR || b->kind == K_LIST) offs = bytes_of(b->offs, (n + 1) * sizeof(int32_t));
+    else offs = Py_NewRef(Py_None);
+    PyObject *children = PyList_New(b->nchildren);
+    for (int i = 0; children && i < b->nchildren; i++) {
+        PyObject *child = export_builder(&b->children[i]);
+        if (!child) Py_CLEAR(children);
+        else PyList_SET_ITEM(children, i, child);
+    }
+    if (!valid || !data || !offs || !children) {
+        Py_XDECREF(valid);
+        Py_XDECREF(data);
+        Py_XDECREF(offs);
+        Py_XDECREF(children);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNLLN)", valid, data, offs, (long long)b->nulls,
+                         (long long)b->length, children);
+}
+
 PyDoc_STRVAR(parse_doc,
-"parse(data, rows, names, kinds) -> (rows, [(validity, data, offsets, nulls), ...]) | None\n\n"
-"Parse a block of whole JSON Lines under a flat schema: ``names`` (str) and ``kinds``\n"
-"(type codes) per column. ``validity`` is None without nulls; ``offsets`` is None but\n"
-"for strings. None: the block needs pyarrow.json (a bad line, or a construct this\n"
-"parser leaves to it).");
+"parse(data, rows, specs) -> [(validity, values, offsets, nulls, length, children), ...] | None\n\n"
+"Parse a block of ``rows`` whole JSON Lines under a schema given as one spec per column,\n"
+"``(name, kind, (child specs...))``. Per column, the buffers of its Arrow array: validity\n"
+"is None without nulls, values None for null / list / struct kinds, offsets None but for\n"
+"strings and lists; children the same for list items and struct fields. None: the block\n"
+"needs pyarrow.json (a bad line, or a construct this parser leaves to it).");
 
 static PyObject *py_parse(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t rows;
-    PyObject *names, *kinds;
+    PyObject *specs;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nO!O!", &view, &rows, &PyTuple_Type, &names, &PyTuple_Type,
-                          &kinds))
-        return NULL;
+    if (!PyArg_ParseTuple(args, "y*nO!", &view, &rows, &PyTuple_Type, &specs)) return NULL;
     PyObject *result = NULL;
-    Col *cols = NULL;
-    int32_t *table = NULL;
-    Py_ssize_t ncols = PyTuple_GET_SIZE(names);
-    if (PyTuple_GET_SIZE(kinds) != ncols || rows < 0 || ncols > 1000000) {
-        PyErr_SetString(PyExc_ValueError, "names and kinds must be tuples of one length");
+    B root;
+    memset(&root, 0, sizeof(root));
+    PyObject *root_spec = Py_BuildValue("(siO)", "", K_STRUCT, specs);
+    int r = root_spec && rows >= 0 ? init_builder(&root, root_spec, 0, 0) : -1;
+    if (r == OK) {
+        for (int i = 0; r == OK && i < root.nchildren; i++)
+            r = reserve(&root.children[i], rows) == OK ? OK : NOMEM;
+    }
+    if (r == -1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "rows must be >= 0");
         goto done;
     }
-    cols = calloc((size_t)ncols + 1, sizeof(Col));
-    uint32_t size = 8;
-    while (size < 2 * (uint32_t)ncols + 2) size *= 2;
-    table = malloc(size * sizeof(int32_t));
-    if (!cols || !table) {
+    if (r == NOMEM) {
         PyErr_NoMemory();
         goto done;
     }
-    for (uint32_t i = 0; i < size; i++) table[i] = -1;
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
-        if (!PyUnicode_Check(name) || kind < 0 || kind > K_LAST) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a name is not a str or a kind is unknown");
-            goto done;
-        }
-        cols[i].name = PyUnicode_AsUTF8AndSize(name, &cols[i].nlen);
-        if (!cols[i].name) goto done;
-        if (init_col(&cols[i], (int)kind, rows) != OK) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        uint32_t h = hash_key((const uint8_t *)cols[i].name, (size_t)cols[i].nlen) & (size - 1);
-        while (table[h] >= 0) h = (h + 1) & (size - 1);
-        table[h] = (int32_t)i;
-    }
-    P ps = {
-        .p = view.buf, .end = (const uint8_t *)view.buf + view.len, .cols = cols,
-        .ncols = (int)ncols, .row = 0, .rows = rows, .hint = 0, .table = table,
-        .mask = size - 1,
-    };
-    int r = OK, blank;
+    P ps = {.p = view.buf, .end = (const uint8_t *)view.buf + view.len};
     Py_BEGIN_ALLOW_THREADS
     while (ps.p < ps.end) {
-        if ((r = parse_line(&ps, &blank)) != OK) break;
+        if ((r = parse_line(&ps, &root, rows)) != OK) break;
     }
     Py_END_ALLOW_THREADS
     if (r == NOMEM) {
         PyErr_NoMemory();
         goto done;
     }
-    if (r != OK || ps.row != rows) {
+    if (r != OK || root.length != rows) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *out = PyList_New(ncols);
-    if (!out) goto done;
-    size_t bitmap = (size_t)(rows + 7) / 8;
-    for (Py_ssize_t i = 0; i < ncols; i++) {
-        Col *c = &cols[i];
-        PyObject *valid, *data, *offs;
-        if (c->nulls) valid = bytes_of(c->valid, bitmap);
-        else valid = Py_NewRef(Py_None);
-        if (c->kind == K_STR) {
-            data = bytes_of(c->data, c->dlen);
-            offs = bytes_of(c->offs, ((size_t)rows + 1) * sizeof(int32_t));
-        } else {
-            size_t n = c->kind == K_BOOL ? bitmap : (size_t)rows * (size_t)c->width;
-            data = c->kind == K_NULL ? Py_NewRef(Py_None) : bytes_of(c->data, n);
-            offs = Py_NewRef(Py_None);
-        }
-        PyObject *nulls = PyLong_FromLongLong((long long)c->nulls);
-        PyObject *item = (valid && data && offs && nulls) ? PyTuple_New(4) : NULL;
-        if (!item) {
-            Py_XDECREF(valid);
-            Py_XDECREF(data);
-            Py_XDECREF(offs);
-            Py_XDECREF(nulls);
-            Py_DECREF(out);
-            goto done;
-        }
-        PyTuple_SET_ITEM(item, 0, valid);
-        PyTuple_SET_ITEM(item, 1, data);
-        PyTuple_SET_ITEM(item, 2, offs);
-        PyTuple_SET_ITEM(item, 3, nulls);
-        PyList_SET_ITEM(out, i, item);
+    result = PyList_New(root.nchildren);
+    for (int i = 0; result && i < root.nchildren; i++) {
+        PyObject *column = export_builder(&root.children[i]);
+        if (!column) Py_CLEAR(result);
+        else PyList_SET_ITEM(result, i, column);
     }
-    result = Py_BuildValue("(nN)", rows, out);  /* N: out is released on failure too */
 done:
-    if (cols) free_cols(cols, (int)ncols);
-    free(table);
+    Py_XDECREF(root_spec);
+    free_builder(&root);
     PyBuffer_Release(&view);
     return result;
 }
@@ -716,7 +818,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_ndjson",
-    "A strict JSON Lines parser for flat schemas, straight into Arrow buffers.", -1, methods,
+    "A strict JSON Lines parser, straight into Arrow buffers.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

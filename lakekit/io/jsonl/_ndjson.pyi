@@ -1,6 +1,7 @@
 # The compiled JSON Lines parser (_ndjson.c).
 from typing import Any
 
-def parse(
-    data: Any, rows: int, names: tuple[str, ...], kinds: tuple[int, ...], /
-) -> tuple[int, list[tuple[bytes | None, bytes | None, bytes | None, int]]] | None: ...
+# per column: (validity, values, offsets, null count, length, [children, same shape])
+Column = tuple[bytes | None, bytes | None, bytes | None, int, int, list[Any]]
+
+def parse(data: Any, rows: int, specs: tuple[tuple[Any, ...], ...], /) -> list[Column] | None: ...

@@ -55,23 +55,72 @@ def native_parser() -> bool:
     return _NATIVE is not None and os.environ.get("LAKEKIT_NATIVE_JSONL", "1") != "0"
 
 
-def _native_kind(t: pa.DataType) -> int | None:
-    """The native parser's type code for parse type ``t``; timestamps and large strings
-    are read as strings and cast (pyarrow's cast of a string to a timestamp accepts
-    exactly what its JSON reader accepts, and reads it the same)."""
+_LIST, _STRUCT = 12, 13   # the native parser's codes of nested kinds
+
+
+def _native_type(t: pa.DataType) -> pa.DataType | None:
+    """The type the native parser builds for parse type ``t``, or None if it cannot.
+
+    Timestamps and large strings are built as strings and cast (pyarrow's cast of a string
+    to a timestamp accepts exactly what its JSON reader accepts, and reads it the same);
+    lists and structs of what it can build, to any depth, as long as their fields are
+    nullable and a struct's names unique.
+    """
+    if t in _NATIVE_KINDS:
+        return t
     if pa.types.is_timestamp(t) or pa.types.is_large_string(t):
-        return _NATIVE_KINDS[pa.string()]
-    return _NATIVE_KINDS.get(t)
+        return pa.string()
+    if pa.types.is_list(t):
+        item = t.value_field
+        inner = _native_type(item.type)
+        return pa.list_(item.with_type(inner)) if inner is not None and item.nullable else None
+    if pa.types.is_struct(t):
+        fields = []
+        for f in t:
+            inner = _native_type(f.type)
+            if inner is None or not f.nullable:
+                return None
+            fields.append(f.with_type(inner))
+        return pa.struct(fields) if len({f.name for f in fields}) == len(fields) else None
+    return None
+
+
+def _spec(name: str, t: pa.DataType) -> tuple[Any, ...]:
+    """The native parser's description of a column of (native) type ``t``."""
+    if pa.types.is_list(t):
+        return (name, _LIST, (_spec(t.value_field.name, t.value_type),))
+    if pa.types.is_struct(t):
+        return (name, _STRUCT, tuple(_spec(f.name, f.type) for f in t))
+    return (name, _NATIVE_KINDS[t], ())
+
+
+def _array(t: pa.DataType, out: tuple[Any, ...]) -> pa.Array:
+    """The Arrow array of type ``t`` over the buffers the native parser returned."""
+    valid, values, offsets, nulls, n, children = out
+    if pa.types.is_null(t):
+        return pa.nulls(n)
+    validity = None if valid is None else pa.py_buffer(valid)
+    if pa.types.is_struct(t):
+        fields = [_array(f.type, c) for f, c in zip(t, children, strict=True)]
+        return pa.Array.from_buffers(t, n, [validity], null_count=nulls, children=fields)
+    if pa.types.is_list(t):
+        items = _array(t.value_type, children[0])
+        return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(offsets)],
+                                     null_count=nulls, children=[items])
+    buffers = [validity, pa.py_buffer(values)]
+    if offsets is not None:
+        buffers.insert(1, pa.py_buffer(offsets))
+    return pa.Array.from_buffers(t, n, buffers, null_count=nulls)
 
 
 class _Native:
-    """The native parser under one flat parse schema; gives up on a file whose blocks
-    keep needing pyarrow (each such block is parsed up to its first odd line twice)."""
+    """The native parser under one parse schema; gives up on a file whose blocks keep
+    needing pyarrow (each such block is parsed up to its first odd line twice)."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.names = tuple(schema.names)
-        self.kinds = tuple(int(_native_kind(f.type) or 0) for f in schema)
+        self.types = [_native_type(f.type) for f in schema]
+        self.specs = tuple(_spec(f.name, t) for f, t in zip(schema, self.types, strict=True))
         self.tries = 0
         self.fallbacks = 0
 
@@ -81,7 +130,7 @@ class _Native:
             native_parser()
             and len(schema) > 0       # a table of no columns would lose its row count
             and len(set(schema.names)) == len(schema.names)
-            and all(_native_kind(f.type) is not None for f in schema)
+            and all(_native_type(f.type) is not None for f in schema)
         )
 
     def parse(self, data: Any, rows: int) -> pa.Table | None:
@@ -91,24 +140,14 @@ class _Native:
             return None
         assert _NATIVE is not None
         self.tries += 1
-        out = _NATIVE.parse(data, rows, self.names, self.kinds)
-        if out is None:
+        columns = _NATIVE.parse(data, rows, self.specs)
+        if columns is None:
             self.fallbacks += 1
             return None
-        n, columns = out
         arrays = []
-        for f, (valid, values, offsets, nulls) in zip(self.schema, columns, strict=True):
-            if pa.types.is_null(f.type):
-                arrays.append(pa.nulls(n))
-                continue
-            validity = None if valid is None else pa.py_buffer(valid)
-            buffers = [validity, pa.py_buffer(values)]
-            if offsets is None:
-                arrays.append(pa.Array.from_buffers(f.type, n, buffers, null_count=nulls))
-                continue
-            buffers.insert(1, pa.py_buffer(offsets))
-            array = pa.Array.from_buffers(pa.string(), n, buffers, null_count=nulls)
-            if not pa.types.is_string(f.type):
+        for f, t, out in zip(self.schema, self.types, columns, strict=True):
+            array = _array(t, out)
+            if not array.type.equals(f.type):
                 try:
                     array = array.cast(f.type)
                 except PARSE_ERRORS:

@@ -3,7 +3,7 @@
 A file is read ``block_size`` bytes at a time by a background thread (which also
 decompresses), cut at newlines into blocks of about 2 MiB of whole lines, and those are
 parsed a few at a time on a shared thread pool, in order: by lakekit's native parser
-(``_ndjson.c``) under a flat schema, else, and for any block it is not sure of, by
+(``_ndjson.c``) under a schema of the usual types, else, and for any block it is not sure of, by
 ``pyarrow.json.read_json``.
 Memory stays at a few blocks whatever the size of the file. Only a block that pyarrow
 rejects is looked at more closely: it is split in halves until the bad lines are isolated,
