@@ -147,6 +147,7 @@ class _Native:
         arrays = []
         for f, t, out in zip(self.schema, self.types, columns, strict=True):
             array = _array(t, out)
+            array.validate()          # buffer sizes and lengths (O(1) per array)
             if not array.type.equals(f.type):
                 try:
                     array = array.cast(f.type)
