@@ -56,6 +56,7 @@ struct B {
     int32_t *offs;          /* string and list offsets, length + 1 */
     size_t ocap;            /* its entries */
     int64_t length, nulls;
+    int64_t capv;           /* values every buffer has room for */
     int64_t seen;           /* the parent struct's index when this field was last set */
     B *children;            /* list: its items; struct: its fields */
     int nchildren;
@@ -321,23 +322,35 @@ static int grow(void **buf, size_t *cap, size_t need, size_t elem) {
     return OK;
 }
 
-/* Room for n values in b. */
-static int reserve(B *b, int64_t n) {
+/* Room for n values in b: every buffer grown to capv >= n values at once. */
+static int reserve_slow(B *b, int64_t n) {
     int r;
     if (n >= INT32_MAX) return FALLBACK;
-    if ((r = grow((void **)&b->valid, &b->vcap, (size_t)(n + 7) / 8, 1)) != OK) return r;
+    int64_t cap = b->capv > 32 ? 2 * b->capv : 64;
+    if (cap < n) cap = n;
+    if (cap > INT32_MAX - 1) cap = INT32_MAX - 1;
+    if ((r = grow((void **)&b->valid, &b->vcap, (size_t)(cap + 7) / 8, 1)) != OK) return r;
     switch (b->kind) {
     case K_BOOL:
-        return grow((void **)&b->data, &b->dcap, (size_t)(n + 7) / 8, 1);
+        r = grow((void **)&b->data, &b->dcap, (size_t)(cap + 7) / 8, 1);
+        break;
     case K_STR:
     case K_LIST:
-        return grow((void **)&b->offs, &b->ocap, (size_t)n + 1, sizeof(int32_t));
+        r = grow((void **)&b->offs, &b->ocap, (size_t)cap + 1, sizeof(int32_t));
+        break;
     case K_STRUCT:
     case K_NULL:
-        return OK;
+        break;
     default:
-        return grow((void **)&b->data, &b->dcap, (size_t)n * (size_t)b->width, 1);
+        r = grow((void **)&b->data, &b->dcap, (size_t)cap * (size_t)b->width, 1);
+        break;
     }
+    if (r == OK) b->capv = cap;
+    return r;
+}
+
+static inline int reserve(B *b, int64_t n) {
+    return n <= b->capv ? OK : reserve_slow(b, n);
 }
 
 static inline void set_valid(B *b) {
@@ -713,7 +726,7 @@ static int init_builder(B *b, PyObject *spec, int64_t rows, int depth) {
         }
     }
     if (kind == K_STRUCT && build_table(b) != OK) return NOMEM;
-    return reserve(b, rows) == OK ? OK : NOMEM;
+    return reserve_slow(b, rows) == OK ? OK : NOMEM;
 }
 
 static PyObject *bytes_of(const void *p, size_t n) {
