@@ -483,3 +483,19 @@ def test_native_and_pyarrow_agree_on_nested_blocks(lines: list[bytes]) -> None:
     except parse_module.PARSE_ERRORS:
         got = None
     assert got == expected
+
+
+def test_a_schema_too_deep_for_the_native_parser_reads_through_pyarrow(tmp_path: Path,
+                                                                      kept: list[int]) -> None:
+    deep: pa.DataType = pa.int64()
+    for _ in range(40):
+        deep = pa.list_(deep)
+    schema = pa.schema([("d", deep)])
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b'{"d": ' + b"[" * 40 + b"7" + b"]" * 40 + b"}\n")
+    table = lk.load(path, schema=schema)
+    assert kept == [] and table.schema == schema
+    value = table.column("d").to_pylist()[0]
+    for _ in range(40):
+        (value,) = value
+    assert value == 7

@@ -58,26 +58,28 @@ def native_parser() -> bool:
 _LIST, _STRUCT = 12, 13   # the native parser's codes of nested kinds
 
 
-def _native_type(t: pa.DataType) -> pa.DataType | None:
+def _native_type(t: pa.DataType, depth: int = 0) -> pa.DataType | None:
     """The type the native parser builds for parse type ``t``, or None if it cannot.
 
     Timestamps and large strings are built as strings and cast (pyarrow's cast of a string
     to a timestamp accepts exactly what its JSON reader accepts, and reads it the same);
-    lists and structs of what it can build, to any depth, as long as their fields are
-    nullable and a struct's names unique.
+    lists and structs of what it can build, up to 32 levels deep (the C parser stops at
+    64), as long as their fields are nullable and a struct's names unique.
     """
+    if depth > 32:
+        return None
     if t in _NATIVE_KINDS:
         return t
     if pa.types.is_timestamp(t) or pa.types.is_large_string(t):
         return pa.string()
     if pa.types.is_list(t):
         item = t.value_field
-        inner = _native_type(item.type)
+        inner = _native_type(item.type, depth + 1)
         return pa.list_(item.with_type(inner)) if inner is not None and item.nullable else None
     if pa.types.is_struct(t):
         fields = []
         for f in t:
-            inner = _native_type(f.type)
+            inner = _native_type(f.type, depth + 1)
             if inner is None or not f.nullable:
                 return None
             fields.append(f.with_type(inner))
