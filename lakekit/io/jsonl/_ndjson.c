@@ -122,6 +122,20 @@ static int scan_string(P *ps, const uint8_t **start, const uint8_t **stop, int *
     *start = s;
     *escaped = 0;
     for (;;) {
+        /* eight bytes at a time while none is a quote, a backslash or a control byte */
+        while (end - s >= 8) {
+            uint64_t v;
+            memcpy(&v, s, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+            uint64_t m = ((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v);
+            m &= highs;
+            if (m) {
+                s += __builtin_ctzll(m) >> 3;   /* the lowest flag is exact */
+                break;
+            }
+            s += 8;
+        }
         while (s < end && !STR_STOP[*s]) s++;
         if (s >= end) return FALLBACK;
         uint8_t c = *s;
