@@ -158,15 +158,21 @@ def throughput(root: Path, size_mb: float, loads_mb: float, repeat: int) -> list
         times[loads_label] = time_best({"loads": lambda f=loads_file: json_loads_table(f)},
                                        1)["loads"]
         sizes = {name: nbytes for name in times} | {loads_label: small_bytes}
-        best = {name: sizes[name] / 1e6 / min(w for w, _ in t) for name, t in times.items()}
-        median = {name: sizes[name] / 1e6 / statistics.median(w for w, _ in t)
-                  for name, t in times.items()}
-        cpu = {name: min(c for _, c in t) / (sizes[name] / 1e9) for name, t in times.items()}
-        polars = best["`polars.read_ndjson`"]
-        for name in times:
-            lines.append(f"| `{path.name}` | {name} | {best[name]:,.0f} ({median[name]:,.0f}) | "
-                         f"{cpu[name]:,.1f} | {best[name] / polars:.2f}x |")
+        lines += [f"| `{path.name}` {row}" for row in rate_rows(times, sizes)]
     return lines
+
+
+def rate_rows(times: Timings, sizes: dict[str, int]) -> list[str]:
+    """``| reader | MB/s best (median) | CPU s/GB | vs polars |`` per timed reader."""
+    best = {name: sizes[name] / 1e6 / min(w for w, _ in t) for name, t in times.items()}
+    polars = best["`polars.read_ndjson`"]
+    rows = []
+    for name, t in times.items():
+        median = sizes[name] / 1e6 / statistics.median(w for w, _ in t)
+        cpu = min(c for _, c in t) / (sizes[name] / 1e9)
+        rows.append(f"| {name} | {best[name]:,.0f} ({median:,.0f}) | {cpu:,.1f} | "
+                    f"{best[name] / polars:.2f}x |")
+    return rows
 
 
 def write_nested(path: Path, size_mb: float) -> int:
@@ -205,7 +211,6 @@ def nested(root: Path, size_mb: float, repeat: int) -> list[str]:
         "`polars.read_ndjson`": lambda: pl.read_ndjson(path),
         "lakekit, native parser off (its pyarrow.json path)": lambda: pyarrow_path_load(path),
     }, repeat)
-    polars = nbytes / 1e6 / min(w for w, _ in times["`polars.read_ndjson`"])
     lines = [
         f"Data: {nbytes / 1e6:,.0f} MB, {rows:,} events: the 11 fields above plus `tags` "
         "(list of strings) and `ctx` (struct of a string, a list of ints and a struct of "
@@ -214,13 +219,7 @@ def nested(root: Path, size_mb: float, repeat: int) -> list[str]:
         "| reader | MB/s | CPU s/GB | MB/s vs polars |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name, t in times.items():
-        best = nbytes / 1e6 / min(w for w, _ in t)
-        median = nbytes / 1e6 / statistics.median(w for w, _ in t)
-        cpu = min(c for _, c in t) / (nbytes / 1e9)
-        lines.append(f"| {name} | {best:,.0f} ({median:,.0f}) | {cpu:,.1f} | "
-                     f"{best / polars:.2f}x |")
-    return lines
+    return lines + rate_rows(times, {name: nbytes for name in times})
 
 
 def _gz(src: Path, root: Path) -> Path:

@@ -228,7 +228,7 @@ def test_random_files_read_the_same_on_both_paths(tmp_path: Path,
     def read(fast: bool) -> tuple[list[dict[str, Any]], int, Any]:
         with monkeypatch.context() as m:
             if not fast:
-                m.setattr(parse_module._Native, "supports", staticmethod(lambda s: False))
+                m.setenv("LAKEKIT_NATIVE_JSONL", "0")
             tally = BadLineTally()
             batches = read_jsonl_batches(LOCAL, str(path), url="mixed.jsonl", compression=None,
                                          schema=SCHEMA, on_bad_lines="skip", tally=tally,
@@ -333,23 +333,11 @@ def json_line(draw: st.DrawFn) -> bytes:
     return line
 
 
-def normalised(table: pa.Table) -> list[tuple[Any, ...]]:
-    """Rows with floats as their bits (NaN, -0.0 and rounding compared exactly)."""
-    return [tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in row.values())
-            for row in table.to_pylist()]
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
-@given(lines=st.lists(json_line(), min_size=1, max_size=12))
-def test_native_and_pyarrow_agree_on_every_block(lines: list[bytes]) -> None:
-    """A block the native parser accepts, pyarrow accepts with the same values; a block
-    pyarrow rejects, the native parser leaves to it."""
-    if any(line.lstrip(b" \t\r").startswith(b"n") for line in lines):
-        return      # such blocks never reach a parser (apache/arrow#47409): Block.unsafe
-    data = b"\n".join(lines) + b"\n"
-    rows = sum(1 for line in lines if line.strip(b" \t\r"))
-    native = parse_module.Parser(SCHEMA, url="t.jsonl")
-    reference = parse_module.Parser(SCHEMA, url="t.jsonl")
+def assert_both_parsers_agree(schema: pa.Schema, data: bytes, rows: int) -> None:
+    """The native path's rows equal pyarrow's (None: the block was rejected), and its
+    table passes Arrow's full validation."""
+    native = parse_module.Parser(schema, url="t.jsonl")
+    reference = parse_module.Parser(schema, url="t.jsonl")
     assert native._native is not None
     reference._native = None
     try:
@@ -363,6 +351,23 @@ def test_native_and_pyarrow_agree_on_every_block(lines: list[bytes]) -> None:
     except parse_module.PARSE_ERRORS:
         got = None
     assert got == expected
+
+
+def normalised(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows with floats as their bits (NaN, -0.0 and rounding compared exactly)."""
+    return [tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in row.values())
+            for row in table.to_pylist()]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(lines=st.lists(json_line(), min_size=1, max_size=12))
+def test_native_and_pyarrow_agree_on_every_block(lines: list[bytes]) -> None:
+    """A block the native parser accepts, pyarrow accepts with the same values; a block
+    pyarrow rejects, the native parser leaves to it."""
+    if any(line.lstrip(b" \t\r").startswith(b"n") for line in lines):
+        return      # such blocks never reach a parser (apache/arrow#47409): Block.unsafe
+    rows = sum(1 for line in lines if line.strip(b" \t\r"))
+    assert_both_parsers_agree(SCHEMA, b"\n".join(lines) + b"\n", rows)
 
 
 # -- nested columns: lists and structs of the flat kinds ----------------------------------------
@@ -467,22 +472,7 @@ def nested_line(draw: st.DrawFn) -> bytes:
 @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lines=st.lists(nested_line(), min_size=1, max_size=8))
 def test_native_and_pyarrow_agree_on_nested_blocks(lines: list[bytes]) -> None:
-    data = b"\n".join(lines) + b"\n"
-    native = parse_module.Parser(NESTED, url="n.jsonl")
-    reference = parse_module.Parser(NESTED, url="n.jsonl")
-    assert native._native is not None
-    reference._native = None
-    try:
-        expected = normalised(reference.parse(data, rows=len(lines)))
-    except parse_module.PARSE_ERRORS:
-        expected = None
-    try:
-        table = native.parse(data, rows=len(lines))
-        table.validate(full=True)
-        got = normalised(table)
-    except parse_module.PARSE_ERRORS:
-        got = None
-    assert got == expected
+    assert_both_parsers_agree(NESTED, b"\n".join(lines) + b"\n", len(lines))
 
 
 def test_a_schema_too_deep_for_the_native_parser_reads_through_pyarrow(tmp_path: Path,

@@ -798,11 +798,8 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     B root;
     memset(&root, 0, sizeof(root));
     PyObject *root_spec = Py_BuildValue("(siO)", "", K_STRUCT, specs);
-    int r = root_spec && rows >= 0 ? init_builder(&root, root_spec, 0, 0) : -1;
-    if (r == OK) {
-        for (int i = 0; r == OK && i < root.nchildren; i++)
-            r = reserve(&root.children[i], rows) == OK ? OK : NOMEM;
-    }
+    /* the root is a struct whose fields are the columns: each is sized for rows values */
+    int r = root_spec && rows >= 0 ? init_builder(&root, root_spec, rows, 0) : -1;
     if (r == -1) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "rows must be >= 0");
         goto done;

@@ -119,21 +119,24 @@ class _Native:
     """The native parser under one parse schema; gives up on a file whose blocks keep
     needing pyarrow (each such block is parsed up to its first odd line twice)."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, types: list[pa.DataType]) -> None:
         self.schema = schema
-        self.types = [_native_type(f.type) for f in schema]
-        self.specs = tuple(_spec(f.name, t) for f, t in zip(schema, self.types, strict=True))
+        self.types = types
+        self.specs = tuple(_spec(f.name, t) for f, t in zip(schema, types, strict=True))
         self.tries = 0
         self.fallbacks = 0
 
-    @staticmethod
-    def supports(schema: pa.Schema) -> bool:
-        return (
-            native_parser()
-            and len(schema) > 0       # a table of no columns would lose its row count
-            and len(set(schema.names)) == len(schema.names)
-            and all(_native_type(f.type) is not None for f in schema)
-        )
+    @classmethod
+    def create(cls, schema: pa.Schema) -> _Native | None:
+        """The native parser for ``schema``, or None where it cannot parse it (or is off)."""
+        if not native_parser() or not len(schema):   # no columns: the row count would be lost
+            return None
+        if len(set(schema.names)) != len(schema.names):
+            return None
+        types = [_native_type(f.type) for f in schema]
+        if any(t is None for t in types):
+            return None
+        return cls(schema, types)
 
     def parse(self, data: Any, rows: int) -> pa.Table | None:
         """The block's table, or None: pyarrow.json must parse it (a bad line, or a
@@ -200,8 +203,7 @@ class Parser:
                 self._read(b"{}\n", self._explicit_options)
             except pa.ArrowNotImplementedError as exc:
                 raise ConfigError(f"{url}: the schema cannot be read from JSON: {exc}") from None
-            if _Native.supports(parse_schema):
-                self._native = _Native(parse_schema)
+            self._native = _Native.create(parse_schema)
 
     def _read(self, data: Any, options: pj.ParseOptions) -> pa.Table:
         # one block per call, on the calling thread: blocks are parsed in parallel by the
